@@ -1,0 +1,47 @@
+# indexer: the front door. `make help` lists the targets.
+# Narrow a test run with PKG=./internal/index T=TestProperty.
+
+GO      ?= go
+PKG     ?= ./...
+T       ?=
+BIN     := bin/indexer
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME ?= 30s
+RUN_ARGS ?=
+
+TESTFLAGS := -count=1
+ifneq ($(T),)
+TESTFLAGS += -run '$(T)'
+endif
+
+.PHONY: help build run demo test fuzz bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+build: ## build bin/indexer
+	$(GO) build -o $(BIN) ./cmd/indexer
+
+run: build ## run a worker in the foreground (NATS embedded, Redis at INDEXER_REDIS_URL); RUN_ARGS= adds flags
+	./scripts/run.sh $(RUN_ARGS)
+
+demo: build ## the whole job end to end on loopback: Redis + embedded NATS, 100,000 events, then stats and a query
+	./scripts/demo.sh
+
+test: ## every test, unit and integration, against real servers the tests start (needs redis-server)
+	@command -v redis-server >/dev/null || { echo "redis-server not found: install it with 'sudo apt-get install -y redis-server' (or run .ci/run)"; exit 1; }
+	$(GO) test $(TESTFLAGS) $(PKG)
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/codec
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) ./internal/codec
+
+bench: ## Go benchmarks with allocations (BenchmarkApply reports Redis CPU µs per event)
+	$(GO) test -run '^$$' -bench . -benchmem $(PKG)
+
+lint: ## go vet and staticcheck
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+clean: ## remove build output and demo state
+	rm -rf bin var

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/progress"
+)
+
+func init() {
+	register(&command{
+		name:    "apply",
+		summary: "apply NDJSON events from --file (or stdin) straight to the index, without a stream (backfills, tests); prints the count per outcome",
+		setup:   setupApply,
+	})
+}
+
+// maxReported bounds the invalid lines printed one by one.
+const maxReported = 20
+
+func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
+	ro := addRedisFlags(fs)
+	do := addDecoderFlags(fs)
+	file := fs.String("file", "-", "NDJSON `file` of events, one per line; - reads stdin")
+	batch := fs.Int("batch-size", 1000, "events applied per patch_index call")
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			return usagef("unexpected argument %q (the input is --file)", args[0])
+		}
+		if *batch < 1 {
+			return usagef("--batch-size must be at least 1")
+		}
+		dec, err := do.decoder()
+		if err != nil {
+			return err
+		}
+		in, closeIn, err := openInput(a, *file)
+		if err != nil {
+			return err
+		}
+		defer closeIn()
+		x, c, err := ro.openIndex(ctx, index.Config{MaxOpsPerCall: *batch})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+
+		bar := progress.New(a.stderr, a.stderrTTY, "applied", 0)
+		bar.Start()
+		counts := map[index.Outcome]int{}
+		invalid := 0
+		var events []codec.Event
+		flush := func() error {
+			if len(events) == 0 {
+				return nil
+			}
+			res, err := x.Apply(ctx, events)
+			if err != nil {
+				return err
+			}
+			for _, o := range res.Outcomes {
+				counts[o]++
+			}
+			bar.Add(int64(len(events)))
+			events = events[:0]
+			return nil
+		}
+		err = readLines(in, do.maxBytes, func(n int, line []byte, tooLong bool) error {
+			var e codec.Event
+			var derr error
+			if tooLong {
+				derr = fmt.Errorf("line is longer than --max-message-bytes %d", do.maxBytes)
+			} else {
+				e, derr = dec.Decode(codec.JSON, line)
+			}
+			if derr != nil {
+				invalid++
+				if invalid <= maxReported {
+					fmt.Fprintf(a.stderr, "line %d: %v\n", n, derr)
+				}
+				return nil
+			}
+			events = append(events, e)
+			if len(events) >= *batch {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		bar.Stop()
+		if invalid > maxReported {
+			fmt.Fprintf(a.stderr, "... and %d more invalid lines\n", invalid-maxReported)
+		}
+		var sum []string
+		for _, o := range index.AllOutcomes {
+			sum = append(sum, fmt.Sprintf("%s=%d", o, counts[o]))
+		}
+		sum = append(sum, fmt.Sprintf("invalid=%d", invalid))
+		fmt.Fprintln(a.stdout, strings.Join(sum, " "))
+		if err != nil {
+			return fmt.Errorf("%v (events before the failure stay applied; applying the input again is safe)", err)
+		}
+		if invalid > 0 {
+			return fmt.Errorf("%d invalid lines were skipped (listed above); fix them and apply them again", invalid)
+		}
+		return nil
+	}
+}
+
+// openInput opens a --file argument; "-" is stdin.
+func openInput(a *app, name string) (io.Reader, func(), error) {
+	if name == "-" || name == "" {
+		return a.stdin, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--file: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// readLines calls fn for each non-blank line (1-based number, content
+// without the newline). A line over max bytes is passed with tooLong and
+// without content, and reading goes on after it.
+func readLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	for n := 1; ; n++ {
+		buf = buf[:0]
+		tooLong := false
+		for {
+			chunk, err := br.ReadSlice('\n')
+			if !tooLong {
+				buf = append(buf, chunk...)
+				if len(buf) > max+2 {
+					tooLong, buf = true, buf[:0]
+				}
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			line := bytes.TrimSpace(buf)
+			if len(line) > 0 || tooLong {
+				if ferr := fn(n, line, tooLong); ferr != nil {
+					return ferr
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			break
+		}
+	}
+}
+
+// formatTime renders Unix nanoseconds as RFC 3339 in UTC.
+func formatTime(ns int64) string {
+	if ns == 0 {
+		return "-"
+	}
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}

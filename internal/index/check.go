@@ -1,0 +1,240 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/streamindex/indexer/internal/lua"
+)
+
+// Drift is one difference between what the index stores and what its
+// entries say.
+type Drift struct {
+	Key   string // the key at fault
+	Field string // its field, when the drift is in one
+	What  string // what is wrong, e.g. "stored 3, recount 2"
+}
+
+func (d Drift) String() string {
+	if d.Field == "" {
+		return d.Key + ": " + d.What
+	}
+	return d.Key + " " + d.Field + ": " + d.What
+}
+
+// CheckReport is the result of Check.
+type CheckReport struct {
+	Tables int   // tables checked
+	Files  int64 // entries recounted
+	Drifts []Drift
+}
+
+// Check recounts folder counts and statistics of tables from their entries
+// and reports every difference, every entry that GigAPI's reader could not
+// use (unparseable, in the wrong key, with a mismatched path), and every
+// path that is both live and tombstoned. tables nil means every table in
+// the registry. Check reads without locking: run it while no worker writes
+// the tables, or expect differences from writes in flight.
+func (x *Index) Check(ctx context.Context, tables [][2]string) (CheckReport, error) {
+	var rep CheckReport
+	if tables == nil {
+		var err error
+		if tables, err = x.Tables(ctx); err != nil {
+			return rep, err
+		}
+	}
+	for _, t := range tables {
+		if err := x.checkTable(ctx, t[0], t[1], &rep); err != nil {
+			return rep, err
+		}
+		rep.Tables++
+	}
+	return rep, nil
+}
+
+type recount struct {
+	folders map[string]int64
+	stats   map[string]int64 // stats fields as patch_index names them
+}
+
+func (x *Index) checkTable(ctx context.Context, db, table string, rep *CheckReport) error {
+	rc := recount{folders: make(map[string]int64), stats: map[string]int64{"files": 0, "bytes": 0, "rows": 0}}
+	var keys []string
+	var cursor uint64
+	for {
+		page, next, err := x.c.Scan(ctx, cursor, x.layout.FilesPattern(db, table), scanCount).Result()
+		if err != nil {
+			return fmt.Errorf("index: check: %w", err)
+		}
+		keys = append(keys, page...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	prefix := x.layout.Files(db, table, "")
+	for _, key := range keys {
+		date := key[len(prefix):]
+		if _, err := time.Parse("date=2006-01-02", date); err != nil {
+			rep.Drifts = append(rep.Drifts, Drift{Key: key, What: "not a files key of a date; GigAPI's readers ignore it"})
+			continue
+		}
+		if err := x.recountKey(ctx, db, table, key, date, &rc, rep); err != nil {
+			return err
+		}
+	}
+
+	stored, err := x.c.HGetAll(ctx, x.layout.Folders(db, table)).Result()
+	if err != nil {
+		return fmt.Errorf("index: check: %w", err)
+	}
+	compare(x.layout.Folders(db, table), stored, rc.folders, nil, rep)
+
+	stored, err = x.c.HGetAll(ctx, x.layout.Stats(db, table)).Result()
+	if err != nil {
+		return fmt.Errorf("index: check: %w", err)
+	}
+	compare(x.layout.Stats(db, table), stored, rc.stats, map[string]bool{"last_event_ns": true}, rep)
+
+	return x.checkTombstones(ctx, db, table, rep)
+}
+
+// recountKey adds one files: hash to the recount.
+func (x *Index) recountKey(ctx context.Context, db, table, key, date string, rc *recount, rep *CheckReport) error {
+	var cursor uint64
+	for {
+		kv, next, err := x.c.HScan(ctx, key, cursor, "", scanCount).Result()
+		if err != nil {
+			return fmt.Errorf("index: check %s: %w", key, err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			path := kv[i]
+			bad := func(what string) { rep.Drifts = append(rep.Drifts, Drift{Key: key, Field: path, What: what}) }
+			if err := checkPath(path); err != nil {
+				bad("field is not a valid file path")
+				continue
+			}
+			if path[:len(date)] != date {
+				bad("path belongs to another date's key")
+				continue
+			}
+			e, err := ParseEntry([]byte(kv[i+1]))
+			if err != nil {
+				bad("entry is not valid: " + err.Error())
+				continue
+			}
+			if e.Path != path || e.Database != db || e.Table != table {
+				bad(fmt.Sprintf("entry names %s.%s %s", e.Database, e.Table, e.Path))
+				continue
+			}
+			rep.Files++
+			rc.folders[path[:len("date=2006-01-02/hour=15")]]++
+			for _, f := range [...]struct {
+				name string
+				v    int64
+			}{{"files", 1}, {"bytes", e.SizeBytes}, {"rows", e.RowCount}} {
+				rc.stats[f.name] += f.v
+				rc.stats[f.name+":"+date] += f.v
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// compare reports fields whose stored value differs from the recount.
+// Fields in skip are not compared.
+func compare(key string, stored map[string]string, want map[string]int64, skip map[string]bool, rep *CheckReport) {
+	var fields []string
+	for f := range want {
+		fields = append(fields, f)
+	}
+	for f := range stored {
+		if _, ok := want[f]; !ok && !skip[f] {
+			fields = append(fields, f)
+		}
+	}
+	slices.Sort(fields)
+	for _, f := range fields {
+		have, ok := stored[f]
+		w := want[f]
+		switch {
+		case !ok && w == 0:
+			// An absent counter is zero (patch_index only writes changes).
+		case !ok:
+			rep.Drifts = append(rep.Drifts, Drift{Key: key, Field: f, What: fmt.Sprintf("missing, recount %d", w)})
+		case have != strconv.FormatInt(w, 10):
+			rep.Drifts = append(rep.Drifts, Drift{Key: key, Field: f, What: fmt.Sprintf("stored %s, recount %d", have, w)})
+		}
+	}
+}
+
+// checkTombstones reports paths that are both tombstoned and live.
+func (x *Index) checkTombstones(ctx context.Context, db, table string, rep *CheckReport) error {
+	key := x.layout.Tombstones(db, table)
+	var cursor uint64
+	for {
+		kv, next, err := x.c.ZScan(ctx, key, cursor, "", scanCount).Result()
+		if err != nil {
+			return fmt.Errorf("index: check %s: %w", key, err)
+		}
+		byDate := make(map[string][]string)
+		for i := 0; i+1 < len(kv); i += 2 {
+			if p := kv[i]; checkPath(p) == nil {
+				byDate[p[:len("date=2006-01-02")]] = append(byDate[p[:len("date=2006-01-02")]], p)
+			} else {
+				rep.Drifts = append(rep.Drifts, Drift{Key: key, Field: p, What: "tombstone is not a valid file path"})
+			}
+		}
+		for date, paths := range byDate {
+			files := x.layout.Files(db, table, date)
+			vals, err := x.c.HMGet(ctx, files, paths...).Result()
+			if err != nil {
+				return fmt.Errorf("index: check %s: %w", files, err)
+			}
+			for i, v := range vals {
+				if v != nil {
+					rep.Drifts = append(rep.Drifts, Drift{Key: files, Field: paths[i], What: "live and tombstoned at once"})
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// gcBatch bounds the tombstones one gc_tombstones call removes.
+const gcBatch = 1000
+
+// CollectTombstones removes every tombstone last touched before `before`,
+// in every registered table, and returns how many it removed. The caller
+// chooses `before` so that no source can deliver a create of a collected
+// path again: older than the oldest entry the streams still hold and than
+// the configured minimum age.
+func (x *Index) CollectTombstones(ctx context.Context, before time.Time) (int, error) {
+	tables, err := x.Tables(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, t := range tables {
+		key := x.layout.Tombstones(t[0], t[1])
+		for {
+			n, err := lua.GCTombstones(ctx, x.c, key, before.UnixMilli(), gcBatch)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("index: %w", err)
+			}
+			if n < gcBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}

@@ -1,0 +1,272 @@
+// Package index maintains the GigAPI-compatible file index in Redis.
+//
+// Apply turns events into patch_index calls (internal/lua), each atomic
+// and idempotent: a path is a state machine where delete wins, so applying
+// any multiset of events in any order, any number of times, gives the index
+// that applying each distinct event once gives. Get, Query and Stats read
+// the index; Check recounts its counters from the entries; CollectTombstones
+// removes tombstones no source can still need.
+//
+// Key names come only from Layout.
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/lua"
+)
+
+// Client is the part of a Redis client the index uses. *redis.Client
+// satisfies it.
+type Client interface {
+	redis.Scripter
+	redis.HashCmdable
+	redis.SetCmdable
+	redis.SortedSetCmdable
+	redis.GenericCmdable
+}
+
+var _ Client = (*redis.Client)(nil)
+
+// Config configures an Index. The zero value means the defaults.
+type Config struct {
+	// Layout names the keys. Default: NewLayout(DefaultPrefix).
+	Layout *Layout
+	// MaxOpsPerCall bounds the file operations of one patch_index call, so
+	// Redis is never blocked long. A files.replaced event is never split, so
+	// a call holds at least one event. Default 1000.
+	MaxOpsPerCall int
+	// Now is the clock; tombstones are scored with it. Default time.Now.
+	Now func() time.Time
+}
+
+// Index reads and writes the index. It is safe for concurrent use.
+type Index struct {
+	c      Client
+	layout Layout
+	maxOps int
+	now    func() time.Time
+}
+
+// New returns an Index over c. It does not contact Redis; call Load.
+func New(c Client, cfg Config) (*Index, error) {
+	x := &Index{c: c, maxOps: cfg.MaxOpsPerCall, now: cfg.Now}
+	if cfg.Layout != nil {
+		x.layout = *cfg.Layout
+	} else {
+		x.layout, _ = NewLayout("")
+	}
+	if x.maxOps == 0 {
+		x.maxOps = 1000
+	}
+	if x.maxOps < 1 {
+		return nil, errors.New("index: MaxOpsPerCall must be at least 1")
+	}
+	if x.now == nil {
+		x.now = time.Now
+	}
+	return x, nil
+}
+
+// Layout returns the key layout of the index.
+func (x *Index) Layout() Layout { return x.layout }
+
+// Load loads the scripts into Redis. Call it at start-up: a broken script or
+// an unreachable server fails here rather than on the first batch.
+func (x *Index) Load(ctx context.Context) error { return lua.Load(ctx, x.c) }
+
+// Outcome is what applying one event did.
+type Outcome = lua.Outcome
+
+// Outcomes of an event. For files.replaced: Applied if any of its files
+// changed state, else Ignored if a file was tombstoned, else Duplicate.
+const (
+	Applied    = lua.Applied
+	Tombstoned = lua.Tombstoned
+	Duplicate  = lua.Duplicate
+	Ignored    = lua.Ignored
+)
+
+// AllOutcomes lists every outcome, for metrics and summaries.
+var AllOutcomes = []Outcome{Applied, Tombstoned, Duplicate, Ignored}
+
+// Result is what Apply did.
+type Result struct {
+	// Outcomes has one outcome per event, in order.
+	Outcomes []Outcome
+	// Calls is the number of patch_index calls made.
+	Calls int
+}
+
+// Count returns how many events had outcome o.
+func (r Result) Count(o Outcome) int {
+	n := 0
+	for _, x := range r.Outcomes {
+		if x == o {
+			n++
+		}
+	}
+	return n
+}
+
+// Apply applies events to the index in calls of at most MaxOpsPerCall file
+// operations each. Every event is validated first; an invalid one fails the
+// whole Apply before anything is written. If a call fails, the calls before
+// it stay applied; applying the same events again is harmless, so the
+// caller retries the whole slice. Apply does not retain events.
+func (x *Index) Apply(ctx context.Context, events []codec.Event) (Result, error) {
+	for i := range events {
+		if err := codec.Validate(&events[i], nil); err != nil {
+			return Result{}, fmt.Errorf("index: event %d (id %q): %w", i, events[i].ID, err)
+		}
+	}
+	res := Result{Outcomes: make([]Outcome, 0, len(events))}
+	var b batch
+	start := 0
+	for i := range events {
+		if i > start && !b.fits(&events[i], x.maxOps) {
+			if err := x.call(ctx, &b, events[start:i], &res); err != nil {
+				return res, err
+			}
+			start = i
+		}
+		b.add(x.layout, &events[i])
+	}
+	if start < len(events) {
+		if err := x.call(ctx, &b, events[start:], &res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// call runs one patch_index call for the events gathered in b and folds
+// the per-op outcomes into per-event outcomes.
+func (x *Index) call(ctx context.Context, b *batch, events []codec.Event, res *Result) error {
+	b.patch.NowMillis = x.now().UnixMilli()
+	b.patch.Registry = x.layout.Tables()
+	outs, err := lua.PatchIndex(ctx, x.c, &b.patch)
+	if err != nil {
+		return err
+	}
+	res.Calls++
+	i := 0
+	for e := range events {
+		n := events[e].NumFiles()
+		res.Outcomes = append(res.Outcomes, eventOutcome(outs[i:i+n]))
+		i += n
+	}
+	b.reset()
+	return nil
+}
+
+func eventOutcome(ops []Outcome) Outcome {
+	if len(ops) == 1 {
+		return ops[0]
+	}
+	out := Duplicate
+	for _, o := range ops {
+		switch o {
+		case Applied, Tombstoned:
+			return Applied
+		case Ignored:
+			out = Ignored
+		}
+	}
+	return out
+}
+
+// batch gathers the events of one call into a lua.Patch.
+type batch struct {
+	patch  lua.Patch
+	tables map[[2]string]int // (db, table) -> index in patch.Tables
+	files  map[[3]string]int // (db, table, date) -> index in patch.Files
+	dirs   map[[3]string]int // (db, table, dir) -> index in patch.Dirs
+	size   int64             // sum of size_bytes of the call's files
+	rows   int64             // sum of row_count of the call's files
+	buf    []byte
+}
+
+// fits reports whether e can join the call without exceeding maxOps or
+// making a counter delta inexact in Lua (sums must stay below 2^53).
+func (b *batch) fits(e *codec.Event, maxOps int) bool {
+	if len(b.patch.Ops)+e.NumFiles() > maxOps {
+		return false
+	}
+	size, rows := b.size, b.rows
+	fit := true
+	e.Files(func(f *codec.File, deleted bool) {
+		size += f.SizeBytes
+		rows += f.RowCount
+		if size > codec.MaxSafeInt || rows > codec.MaxSafeInt {
+			fit = false
+		}
+	})
+	return fit
+}
+
+func (b *batch) add(l Layout, e *codec.Event) {
+	if b.tables == nil {
+		b.tables = make(map[[2]string]int)
+		b.files = make(map[[3]string]int)
+		b.dirs = make(map[[3]string]int)
+	}
+	tk := [2]string{e.Database, e.Table}
+	t, ok := b.tables[tk]
+	if !ok {
+		t = len(b.patch.Tables)
+		b.tables[tk] = t
+		b.patch.Tables = append(b.patch.Tables, lua.PatchTable{
+			Folders:    l.Folders(e.Database, e.Table),
+			Tombstones: l.Tombstones(e.Database, e.Table),
+			Stats:      l.Stats(e.Database, e.Table),
+			Member:     l.Member(e.Database, e.Table),
+		})
+	}
+	pt := &b.patch.Tables[t]
+	pt.LastEventNanos = max(pt.LastEventNanos, e.Time)
+	e.Files(func(f *codec.File, deleted bool) {
+		b.size += f.SizeBytes
+		b.rows += f.RowCount
+		dk := [3]string{e.Database, e.Table, f.Dir()}
+		d, ok := b.dirs[dk]
+		if !ok {
+			fk := [3]string{e.Database, e.Table, f.Date()}
+			g, ok := b.files[fk]
+			if !ok {
+				g = len(b.patch.Files)
+				b.files[fk] = g
+				b.patch.Files = append(b.patch.Files, lua.PatchFiles{
+					Key: l.Files(e.Database, e.Table, f.Date()), Table: t, Date: f.Date(),
+				})
+			}
+			d = len(b.patch.Dirs)
+			b.dirs[dk] = d
+			b.patch.Dirs = append(b.patch.Dirs, lua.PatchDir{Files: g, Name: f.Dir()})
+		}
+		op := lua.PatchOp{Delete: deleted, Dir: d, Path: f.Path}
+		if !deleted {
+			b.buf = appendEntry(b.buf[:0], e.Database, e.Table, f)
+			op.Entry = string(b.buf)
+			op.SizeBytes, op.RowCount = f.SizeBytes, f.RowCount
+		}
+		b.patch.Ops = append(b.patch.Ops, op)
+	})
+}
+
+func (b *batch) reset() {
+	b.patch.Tables = b.patch.Tables[:0]
+	b.patch.Files = b.patch.Files[:0]
+	b.patch.Dirs = b.patch.Dirs[:0]
+	b.patch.Ops = b.patch.Ops[:0]
+	clear(b.tables)
+	clear(b.files)
+	clear(b.dirs)
+	b.size, b.rows = 0, 0
+}

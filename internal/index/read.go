@@ -1,0 +1,231 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/codec"
+)
+
+// ErrNotFound is returned by Get for a path that is not indexed.
+var ErrNotFound = errors.New("index: file not indexed")
+
+// Get returns the entry of a path, or ErrNotFound.
+func (x *Index) Get(ctx context.Context, db, table, path string) (Entry, error) {
+	f := codec.File{Path: path}
+	if err := checkPath(path); err != nil {
+		return Entry{}, err
+	}
+	v, err := x.c.HGet(ctx, x.layout.Files(db, table, f.Date()), path).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Entry{}, ErrNotFound
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("index: get %s: %w", path, err)
+	}
+	return ParseEntry(v)
+}
+
+// checkPath validates a path given by a caller (for example on the command
+// line) with the event contract's rules.
+func checkPath(path string) error {
+	e := codec.Event{ID: "x", Type: codec.FileDeleted, Database: "x", Table: "x",
+		File: codec.File{Layer: "x", Path: path}}
+	return codec.Validate(&e, nil)
+}
+
+// Query selects files of one table, as GigAPI's reader does but exactly:
+// all times are UTC whatever the process's time zone.
+type Query struct {
+	Database, Table string
+	// After and Before bound the time range; a zero time is unbounded. A
+	// file is selected when its hour folder starts within
+	// [After truncated to the hour, Before] and its [min_time, max_time]
+	// overlaps [After, Before].
+	After, Before time.Time
+	// Folder keeps only folders with this prefix, e.g.
+	// "date=2024-01-15" or "date=2024-01-15/hour=14".
+	Folder string
+	// Iteration keeps only files "<name>.<Iteration>.parquet"; 0 keeps all.
+	Iteration int
+}
+
+// scanCount is the COUNT hint of HSCAN: entries held in memory at a time.
+const scanCount = 1000
+
+// Query returns the selected entries: dates in ascending order, entries in
+// no particular order within a date. It holds at most one HSCAN page in
+// memory. Candidate folders come from the folders: hash, which Check proves
+// exact. Iteration stops at the first error, which is yielded.
+func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		dirs, err := x.c.HKeys(ctx, x.layout.Folders(q.Database, q.Table)).Result()
+		if err != nil {
+			yield(Entry{}, fmt.Errorf("index: query: %w", err))
+			return
+		}
+		byDate := selectDirs(dirs, q)
+		dates := slices.Sorted(func(yield func(string) bool) {
+			for d := range byDate {
+				if !yield(d) {
+					return
+				}
+			}
+		})
+		var suffix string
+		if q.Iteration > 0 {
+			suffix = "." + strconv.Itoa(q.Iteration) + ".parquet"
+		}
+		for _, date := range dates {
+			want := byDate[date]
+			key := x.layout.Files(q.Database, q.Table, date)
+			var cursor uint64
+			for {
+				kv, next, err := x.c.HScan(ctx, key, cursor, "", scanCount).Result()
+				if err != nil {
+					yield(Entry{}, fmt.Errorf("index: query %s: %w", key, err))
+					return
+				}
+				for i := 0; i+1 < len(kv); i += 2 {
+					path := kv[i]
+					if len(path) < len("date=2006-01-02/hour=15/") || !want[path[:len("date=2006-01-02/hour=15")]] ||
+						(suffix != "" && !strings.HasSuffix(path, suffix)) {
+						continue
+					}
+					e, err := ParseEntry([]byte(kv[i+1]))
+					if err != nil {
+						if !yield(Entry{}, fmt.Errorf("index: query %s %s: %w", key, path, err)) {
+							return
+						}
+						continue
+					}
+					if !q.After.IsZero() && e.MaxTime < q.After.UnixNano() ||
+						!q.Before.IsZero() && e.MinTime > q.Before.UnixNano() {
+						continue
+					}
+					if !yield(e, nil) {
+						return
+					}
+				}
+				if cursor = next; cursor == 0 {
+					break
+				}
+			}
+		}
+	}
+}
+
+// selectDirs keeps the folders whose hour lies in the query's range and
+// whose name has its prefix, grouped by date ("date=YYYY-MM-DD").
+func selectDirs(dirs []string, q Query) map[string]map[string]bool {
+	var from, to time.Time
+	if !q.After.IsZero() {
+		from = q.After.UTC().Truncate(time.Hour)
+	}
+	if !q.Before.IsZero() {
+		to = q.Before.UTC()
+	}
+	out := make(map[string]map[string]bool)
+	for _, d := range dirs {
+		hour, err := time.Parse("date=2006-01-02/hour=15", d)
+		if err != nil || !strings.HasPrefix(d, q.Folder) {
+			continue
+		}
+		if !from.IsZero() && hour.Before(from) || !to.IsZero() && hour.After(to) {
+			continue
+		}
+		date := d[:len("date=2006-01-02")]
+		if out[date] == nil {
+			out[date] = make(map[string]bool)
+		}
+		out[date][d] = true
+	}
+	return out
+}
+
+// TableStats are a table's counters as patch_index maintains them.
+type TableStats struct {
+	Database, Table string
+	Files           int64
+	Bytes           int64
+	Rows            int64
+	// LastEventNanos is the newest event time applied to the table, Unix
+	// nanoseconds, 0 if none.
+	LastEventNanos int64
+	// Dates holds the counters per date ("date=YYYY-MM-DD") with files.
+	Dates map[string]DateStats
+}
+
+// DateStats are a table's counters for one date.
+type DateStats struct {
+	Files, Bytes, Rows int64
+}
+
+// Tables lists the indexed tables as (database, table) pairs, sorted.
+func (x *Index) Tables(ctx context.Context) ([][2]string, error) {
+	members, err := x.c.SMembers(ctx, x.layout.Tables()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("index: tables: %w", err)
+	}
+	sort.Strings(members)
+	out := make([][2]string, 0, len(members))
+	for _, m := range members {
+		if db, t, ok := x.layout.ParseMember(m); ok {
+			out = append(out, [2]string{db, t})
+		}
+	}
+	return out, nil
+}
+
+// Stats returns a table's counters.
+func (x *Index) Stats(ctx context.Context, db, table string) (TableStats, error) {
+	h, err := x.c.HGetAll(ctx, x.layout.Stats(db, table)).Result()
+	if err != nil {
+		return TableStats{}, fmt.Errorf("index: stats %s.%s: %w", db, table, err)
+	}
+	return parseStats(db, table, h)
+}
+
+func parseStats(db, table string, h map[string]string) (TableStats, error) {
+	s := TableStats{Database: db, Table: table, Dates: make(map[string]DateStats)}
+	for k, v := range h {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("index: stats %s.%s: field %s holds %q, not an integer", db, table, k, v)
+		}
+		name, date, _ := strings.Cut(k, ":")
+		if date == "" {
+			switch name {
+			case "files":
+				s.Files = n
+			case "bytes":
+				s.Bytes = n
+			case "rows":
+				s.Rows = n
+			case "last_event_ns":
+				s.LastEventNanos = n
+			}
+			continue
+		}
+		d := s.Dates[date]
+		switch name {
+		case "files":
+			d.Files = n
+		case "bytes":
+			d.Bytes = n
+		case "rows":
+			d.Rows = n
+		}
+		s.Dates[date] = d
+	}
+	return s, nil
+}

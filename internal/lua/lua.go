@@ -1,0 +1,55 @@
+// Package lua holds indexer's Redis scripts and their typed Go wrappers.
+//
+// Each script is its own .lua file, embedded and wrapped once in a
+// redis.Script. Load loads them all at start-up, so a broken script fails at
+// boot; every call runs EVALSHA and falls back to EVAL on NOSCRIPT, so a
+// Redis restart or SCRIPT FLUSH heals itself. No other package builds KEYS
+// or ARGV for these scripts: callers pass keys computed by the index's
+// layout and typed values, and the wrappers lay them out.
+package lua
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed patch_index.lua
+	patchIndexSrc string
+	//go:embed gc_tombstones.lua
+	gcTombstonesSrc string
+
+	patchIndex   = redis.NewScript(patchIndexSrc)
+	gcTombstones = redis.NewScript(gcTombstonesSrc)
+)
+
+// all lists every script, for Load.
+var all = map[string]*redis.Script{
+	"patch_index.lua":   patchIndex,
+	"gc_tombstones.lua": gcTombstones,
+}
+
+// Load loads every script into c's script cache. It fails if a script does
+// not compile or c cannot be reached; call it once at start-up.
+func Load(ctx context.Context, c redis.Scripter) error {
+	for name, s := range all {
+		if err := s.Load(ctx, c).Err(); err != nil {
+			return fmt.Errorf("lua: load %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// GCTombstones removes up to limit members of the tombstone set key whose
+// score (last touch, Unix milliseconds) is below beforeMillis, atomically,
+// and returns how many it removed.
+func GCTombstones(ctx context.Context, c redis.Scripter, key string, beforeMillis int64, limit int) (int, error) {
+	n, err := gcTombstones.Run(ctx, c, []string{key}, beforeMillis, limit).Int()
+	if err != nil {
+		return 0, fmt.Errorf("gc_tombstones %s: %w", key, err)
+	}
+	return n, nil
+}
