@@ -33,8 +33,8 @@ test: ## every test, unit and integration, against real servers the tests start 
 	$(GO) test $(TESTFLAGS) $(PKG)
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/codec
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) ./internal/codec
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
 
 bench: ## Go benchmarks with allocations (BenchmarkApply reports Redis CPU µs per event)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKG)

@@ -171,7 +171,7 @@ func (s *jsonSource) timeValue() (int64, error) {
 		return 0, err
 	}
 	if k == '"' {
-		str, err := s.str()
+		str, err := s.strBytes()
 		if err != nil {
 			return 0, err
 		}

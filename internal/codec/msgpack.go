@@ -216,7 +216,7 @@ func (s *msgpackSource) timeValue() (int64, error) {
 		return 0, err
 	}
 	if msgpcode.IsString(c) {
-		str, err := s.str()
+		str, err := s.strBytes()
 		if err != nil {
 			return 0, err
 		}

@@ -2,7 +2,7 @@ package codec
 
 import (
 	"fmt"
-	"strconv"
+	"math"
 	"unicode/utf8"
 )
 
@@ -248,16 +248,21 @@ func validStatsName(s string) bool {
 	return n >= 1 && n <= MaxColumnName
 }
 
-// parseDecimalTime parses the decimal-string form of a time field.
-func parseDecimalTime(s string) (int64, bool) {
+// parseDecimalTime parses the decimal-string form of a time field: digits
+// without sign or leading zeros, within int64.
+func parseDecimalTime(s []byte) (int64, bool) {
 	if len(s) == 0 || len(s) > 19 || (s[0] == '0' && len(s) > 1) {
 		return 0, false
 	}
-	for i := 0; i < len(s); i++ {
-		if !isDigit(s[i]) {
+	var u uint64 // 19 digits fit a uint64
+	for _, c := range s {
+		if !isDigit(c) {
 			return 0, false
 		}
+		u = u*10 + uint64(c-'0')
 	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	return v, err == nil
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
 }

@@ -133,21 +133,30 @@ for d = 1, ndirs do
 end
 if nops == 0 then return '' end
 
+-- A live path is live (its tombstone, if any, is not consulted: a later
+-- delete removes it and touches the tombstone); only the others are
+-- looked up in the tombstone set.
 for f = 1, nfiles do
   local fg = files[f]
   local entries = call('HMGET', fg.key, fg.paths, fg.n)
-  local scores = call('ZMSCORE', fg.tb.tomb, fg.paths, fg.n)
-  local st, init, entry = fg.st, fg.init, fg.entry
+  local st, init, entry, paths = fg.st, fg.init, fg.entry, fg.paths
+  local rest, nrest, at = {}, 0, {}
   for i = 1, fg.n do
-    local s = 0
-    if scores[i] then
-      s = 2
-    elseif entries[i] then
-      s = 1
+    if entries[i] then
+      st[i], init[i] = 1, 1
       entry[i] = entries[i]
+    else
+      nrest = nrest + 1
+      rest[nrest], at[nrest] = paths[i], i
     end
-    st[i] = s
-    init[i] = s
+  end
+  if nrest > 0 then
+    local scores = call('ZMSCORE', fg.tb.tomb, rest, nrest)
+    for j = 1, nrest do
+      local s = 0
+      if scores[j] then s = 2 end
+      st[at[j]], init[at[j]] = s, s
+    end
   end
 end
 

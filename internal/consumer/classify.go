@@ -1,0 +1,110 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/codec"
+)
+
+// Class is how the loop treats a failure.
+type Class int
+
+const (
+	// Retry: a transient failure (connection lost, server loading, busy,
+	// failing over, timeout). The loop retries the same step with
+	// exponential backoff, reports itself not ready meanwhile, and never
+	// gives up on its own.
+	Retry Class = iota
+	// Poison: these events cannot be applied now (the index holds a key of
+	// the wrong type, a corrupt counter, or the events are invalid). The
+	// loop leaves them unacknowledged and goes on with other messages; the
+	// source delivers them again later, and after max-deliver deliveries
+	// they go to the dead-letter destination with the reason.
+	Poison
+	// Fatal: the worker cannot go on (the group or stream is missing,
+	// credentials or permissions are refused). Run returns the error.
+	Fatal
+)
+
+func (c Class) String() string {
+	switch c {
+	case Retry:
+		return "retry"
+	case Poison:
+		return "poison"
+	default:
+		return "fatal"
+	}
+}
+
+// retryPrefixes are Redis error codes that pass on their own.
+var retryPrefixes = []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "OOM", "NOREPLICAS"}
+
+// fatalPrefixes are Redis error codes an operator must act on.
+var fatalPrefixes = []string{"NOGROUP", "NOAUTH", "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT"}
+
+// poisonPrefixes are Redis error codes about the data a batch touches.
+var poisonPrefixes = []string{"WRONGTYPE", "CORRUPT"}
+
+// Classify says how the loop treats err. It is the one place failures are
+// classified.
+func Classify(err error) Class {
+	var ve *codec.ValidationError
+	var rerr redis.Error
+	var netErr net.Error
+	switch {
+	case err == nil, errors.Is(err, redis.Nil):
+		return Retry
+	case errors.Is(err, ErrGroupMissing), errors.Is(err, ErrStreamMissing),
+		errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
+		errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrPermissionViolation):
+		return Fatal
+	case errors.As(err, &ve):
+		return Poison
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, net.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed),
+		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, jetstream.ErrNoHeartbeat):
+		return Retry
+	case errors.As(err, &rerr):
+		for _, p := range fatalPrefixes {
+			if redis.HasErrorPrefix(err, p) {
+				return Fatal
+			}
+		}
+		for _, p := range retryPrefixes {
+			if redis.HasErrorPrefix(err, p) {
+				return Retry
+			}
+		}
+		for _, p := range poisonPrefixes {
+			if redis.HasErrorPrefix(err, p) {
+				return Poison
+			}
+		}
+		// Any other server error (a script error, say) is about this
+		// batch: leave it for redelivery and the dead-letter destination
+		// rather than block the stream retrying.
+		return Poison
+	case errors.As(err, &netErr):
+		return Retry
+	case strings.Contains(err.Error(), "connection reset"), strings.Contains(err.Error(), "broken pipe"):
+		return Retry
+	}
+	// Unknown errors are retried: nothing is acknowledged meanwhile, so
+	// retrying is always safe.
+	return Retry
+}

@@ -1,0 +1,139 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/testserver"
+)
+
+// TestClassifyRealErrors classifies errors a real redis-server returns.
+func TestClassifyRealErrors(t *testing.T) {
+	ctx := context.Background()
+	srv := testserver.Redis(t)
+	c := srv.Client(t)
+
+	x, err := index.New(c, index.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, "folders:db:t", "not a hash", 0)
+	_, wrongType := x.Apply(ctx, []codec.Event{{ID: "a", Type: codec.FileCreated, Time: 1, Database: "db", Table: "t",
+		File: codec.File{Layer: "default", Path: "date=2024-01-15/hour=01/a.1.parquet"}}})
+
+	noGroup := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{"s", ">"}, Block: time.Millisecond}).Err()
+
+	c.Do(ctx, "ACL", "SETUSER", "weak", "on", ">pw", "~*", "+ping")
+	weak := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "weak", Password: "pw"})
+	defer weak.Close()
+	noPerm := weak.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []string{"a", "b"}}).Err()
+	wrongPass := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "weak", Password: "nope", MaxRetries: -1})
+	defer wrongPass.Close()
+	badAuth := wrongPass.Ping(ctx).Err()
+
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	refused := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1}).Ping(ctx).Err()
+
+	// A connection reset mid-call: a server that closes at once.
+	ln, _ = net.Listen("tcp", "127.0.0.1:0")
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+		}
+	}()
+	defer ln.Close()
+	reset := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1}).Ping(ctx).Err()
+
+	// A server that accepts and never answers: the read times out.
+	mute, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer mute.Close()
+	go func() {
+		for {
+			conn, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	timeout := redis.NewClient(&redis.Options{Addr: mute.Addr().String(), MaxRetries: -1, ReadTimeout: 100 * time.Millisecond}).Ping(ctx).Err()
+
+	for _, tc := range []struct {
+		name string
+		err  error
+		want consumer.Class
+	}{
+		{"WRONGTYPE from patch_index", wrongType, consumer.Poison},
+		{"NOGROUP", noGroup, consumer.Fatal},
+		{"NOPERM", noPerm, consumer.Fatal},
+		{"WRONGPASS", badAuth, consumer.Fatal},
+		{"connection refused", refused, consumer.Retry},
+		{"connection reset", reset, consumer.Retry},
+		{"timeout", timeout, consumer.Retry},
+	} {
+		if tc.err == nil {
+			t.Errorf("%s: the server returned no error", tc.name)
+			continue
+		}
+		if got := consumer.Classify(tc.err); got != tc.want {
+			t.Errorf("%s (%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestClassifyReplies classifies error replies that are hard to provoke
+// on demand (a loading or busy server, failovers) by their exact text.
+func TestClassifyReplies(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want consumer.Class
+	}{
+		{redisError("LOADING Redis is loading the dataset in memory"), consumer.Retry},
+		{redisError("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."), consumer.Retry},
+		{redisError("TRYAGAIN Multiple keys request during rehashing of slot"), consumer.Retry},
+		{redisError("MASTERDOWN Link with MASTER is down"), consumer.Retry},
+		{redisError("READONLY You can't write against a read only replica."), consumer.Retry},
+		{redisError("OOM command not allowed when used memory > 'maxmemory'."), consumer.Retry},
+		{redisError("CORRUPT patch_index: field x of folders:db:t is not a file count"), consumer.Poison},
+		{redisError("ERR user_script:1: Script attempted to access nonexistent global variable"), consumer.Poison},
+		{redisError("CROSSSLOT Keys in request don't hash to the same slot"), consumer.Fatal},
+		{fmt.Errorf("wrapped: %w", redisError("BUSY x")), consumer.Retry},
+		{&codec.ValidationError{Field: "path", Reason: "bad"}, consumer.Poison},
+		{fmt.Errorf("x: %w", consumer.ErrGroupMissing), consumer.Fatal},
+		{fmt.Errorf("x: %w", consumer.ErrStreamMissing), consumer.Fatal},
+		{jetstream.ErrConsumerNotFound, consumer.Fatal},
+		{jetstream.ErrStreamNotFound, consumer.Fatal},
+		{nats.ErrAuthorization, consumer.Fatal},
+		{nats.ErrTimeout, consumer.Retry},
+		{nats.ErrConnectionClosed, consumer.Retry},
+		{nats.ErrNoResponders, consumer.Retry},
+		{context.DeadlineExceeded, consumer.Retry},
+		{redis.Nil, consumer.Retry},
+		{errors.New("something nobody expected"), consumer.Retry},
+	} {
+		if got := consumer.Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

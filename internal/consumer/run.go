@@ -1,0 +1,485 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/telemetry"
+)
+
+// Config configures a Runner. Zero fields mean the defaults.
+type Config struct {
+	// Source is the stream to read. Required.
+	Source Source
+	// Index applies events. Required.
+	Index Applier
+	// Decoder decodes and validates messages. Default: codec defaults.
+	Decoder *codec.Decoder
+	// BatchSize is the most messages in one batch. Default 1000.
+	BatchSize int
+	// BatchBytes stops filling a batch once its payloads reach this many
+	// bytes. Default 4 MiB.
+	BatchBytes int
+	// Linger is how long a batch waits for more messages after its first
+	// one. Default 10 ms.
+	Linger time.Duration
+	// PollWait is how long one fetch waits for a first message. Default 1 s.
+	PollWait time.Duration
+	// MaxDeliver: a message delivered more times than this goes to the
+	// dead-letter destination. Default 5.
+	MaxDeliver int
+	// ShutdownTimeout bounds finishing the in-flight batch once the
+	// context is done. Default 30 s.
+	ShutdownTimeout time.Duration
+	// RetryInitial and RetryMax bound the exponential backoff of retried
+	// failures. Defaults 100 ms and 10 s.
+	RetryInitial, RetryMax time.Duration
+	// LagEvery is how often the lag metric is refreshed. Default 5 s.
+	LagEvery time.Duration
+	// Logger receives the loop's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics, when set, receives the loop's metrics and readiness.
+	Metrics *telemetry.Metrics
+	// Now is the clock used for event ages. Default time.Now.
+	Now func() time.Time
+	// AfterBatch, when set, is called after each batch is handled, with
+	// the number of messages acknowledged. For progress reports and tests.
+	AfterBatch func(acked int)
+}
+
+// Runner runs the consume loop. Its constructor starts nothing; Run owns
+// every goroutine it starts.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+	seq int64 // batches handled, for logs
+}
+
+// New validates cfg and returns a Runner.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Source == nil || cfg.Index == nil {
+		return nil, errors.New("consumer: Source and Index are required")
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.BatchSize, 1000)
+	def(&cfg.BatchBytes, 4<<20)
+	def(&cfg.MaxDeliver, 5)
+	defDur(&cfg.Linger, 10*time.Millisecond)
+	defDur(&cfg.PollWait, time.Second)
+	defDur(&cfg.ShutdownTimeout, 30*time.Second)
+	defDur(&cfg.RetryInitial, 100*time.Millisecond)
+	defDur(&cfg.RetryMax, 10*time.Second)
+	defDur(&cfg.LagEvery, 5*time.Second)
+	if cfg.BatchSize < 1 || cfg.BatchBytes < 1 || cfg.MaxDeliver < 1 || cfg.Linger < 0 || cfg.PollWait < 0 {
+		return nil, fmt.Errorf("consumer: batch size, batch bytes and max deliver must be positive, linger and poll wait not negative")
+	}
+	if cfg.Decoder == nil {
+		cfg.Decoder, _ = codec.NewDecoder(codec.Config{})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Runner{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Run consumes until ctx is done or a fatal error. On ctx done it stops
+// fetching, finishes the batches already fetched (acknowledging what was
+// applied) within ShutdownTimeout, and returns nil; if the deadline cuts a
+// batch short, its messages stay unacknowledged (they will be delivered
+// again) and Run says so. A fatal error (see Classify) is returned.
+//
+// While a batch is applied, the next one is fetched.
+func (r *Runner) Run(ctx context.Context) error {
+	// Batches already fetched are finished under their own context, which
+	// ends ShutdownTimeout after ctx does.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var timer *time.Timer
+	var mu sync.Mutex
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(r.cfg.ShutdownTimeout, cancel)
+		mu.Unlock()
+	})
+	defer func() {
+		stopAfter()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+	}()
+
+	fctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	batches := make(chan []Message) // unbuffered: one batch ready while one is applied
+	var fetchErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer close(batches)
+		fetchErr = r.fetchLoop(fctx, batches)
+	}()
+	go func() {
+		defer wg.Done()
+		r.lagLoop(fctx)
+	}()
+
+	var err error
+	for b := range batches {
+		if err = r.process(pctx, b); err != nil {
+			stopFetch()
+			for range batches {
+			}
+			break
+		}
+	}
+	stopFetch()
+	wg.Wait()
+	r.cfg.Metrics.SetReady(false)
+	if err == nil {
+		err = fetchErr
+	}
+	if err == nil && pctx.Err() != nil {
+		err = fmt.Errorf("shutdown timeout %s passed with a batch in flight; its messages were not acknowledged and will be delivered again", r.cfg.ShutdownTimeout)
+	}
+	return err
+}
+
+// fetchLoop fills batches and hands them to the processor until ctx is
+// done (a batch gathered by then is still handed over) or a fatal error.
+func (r *Runner) fetchLoop(ctx context.Context, out chan<- []Message) error {
+	bo := r.backoff()
+	for ctx.Err() == nil {
+		batch, err := r.fill(ctx)
+		if len(batch) > 0 {
+			out <- batch // the processor drains the channel until it closes
+		}
+		if err == nil {
+			bo.Reset()
+			r.cfg.Metrics.SetReady(true)
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		class := Classify(err)
+		r.cfg.Metrics.Failure("fetch", class.String())
+		if class == Fatal {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		r.cfg.Metrics.SetReady(false)
+		wait := bo.NextBackOff()
+		r.log.Warn("fetch failed; retrying", "err", err, "class", class.String(), "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// fill gathers one batch: it waits up to PollWait for a first message,
+// then fetches more until BatchSize messages or BatchBytes bytes, or until
+// Linger has passed since the first message. It returns what it gathered,
+// with the error that stopped it, if any.
+func (r *Runner) fill(ctx context.Context) ([]Message, error) {
+	var batch []Message
+	size := 0
+	var deadline time.Time
+	for {
+		wait := r.cfg.PollWait
+		if len(batch) > 0 {
+			if wait = time.Until(deadline); wait <= 0 {
+				return batch, nil
+			}
+		}
+		msgs, err := r.cfg.Source.Fetch(ctx, r.cfg.BatchSize-len(batch), wait)
+		if len(msgs) > 0 && len(batch) == 0 {
+			deadline = time.Now().Add(r.cfg.Linger)
+		}
+		batch = append(batch, msgs...)
+		for i := range msgs {
+			size += msgs[i].Size()
+		}
+		switch {
+		case err != nil:
+			return batch, err
+		case len(batch) >= r.cfg.BatchSize || size >= r.cfg.BatchBytes:
+			return batch, nil
+		case ctx.Err() != nil:
+			return batch, nil
+		case len(msgs) == 0 && len(batch) == 0:
+			return nil, nil // nothing came within PollWait; the caller loops
+		}
+		// Otherwise keep filling until the linger deadline (checked above).
+	}
+}
+
+// process handles one batch. It returns only a fatal error; everything
+// else leaves the affected messages unacknowledged for redelivery.
+func (r *Runner) process(ctx context.Context, msgs []Message) error {
+	r.seq++
+	log := r.log.With("batch", r.seq)
+	start := time.Now()
+	stopExtend := r.extend(ctx, msgs)
+	defer stopExtend()
+
+	var lost, valid []Message
+	var dead []DeadLetter
+	var events []codec.Event
+	redelivered, maxDelivered := 0, 0
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Deliveries > 1 {
+			redelivered++
+		}
+		switch {
+		case m.Lost:
+			lost = append(lost, *m)
+		case m.Deliveries > r.cfg.MaxDeliver:
+			maxDelivered++
+			dead = append(dead, DeadLetter{Message: *m, Reason: fmt.Sprintf(
+				"delivered %d times without being applied (more than --max-deliver %d); see the worker logs for the failure", m.Deliveries, r.cfg.MaxDeliver)})
+		default:
+			f, err := codec.ParseFormat(m.ContentType)
+			var e codec.Event
+			if err == nil {
+				e, err = r.cfg.Decoder.Decode(f, m.Data)
+			}
+			if err != nil {
+				dead = append(dead, DeadLetter{Message: *m, Reason: err.Error()})
+				continue
+			}
+			valid = append(valid, *m)
+			events = append(events, e)
+		}
+	}
+	r.cfg.Metrics.Redelivered(redelivered)
+
+	if len(lost) > 0 {
+		if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, lost) }); err != nil {
+			return r.settle(log, "ack lost", err)
+		}
+		r.cfg.Metrics.Lost(len(lost))
+		ids := make([]string, len(lost))
+		for i := range lost {
+			ids[i] = lost[i].ID
+		}
+		log.Error("ALARM: pending messages were trimmed from the stream before they were applied; their events are lost: replay from the writers or raise the stream's MAXLEN",
+			"lost", len(lost), "msg_ids", ids)
+	}
+
+	acked := len(lost)
+	if len(dead) > 0 {
+		err := r.retry(ctx, "dead_letter", func(ctx context.Context) error { return r.cfg.Source.DeadLetter(ctx, dead) })
+		if err != nil {
+			if ferr := r.settle(log, "dead-letter", err); ferr != nil {
+				return ferr
+			}
+		} else {
+			acked += len(dead)
+			r.cfg.Metrics.DeadLettered("max_deliver", maxDelivered)
+			r.cfg.Metrics.DeadLettered("invalid", len(dead)-maxDelivered)
+			for _, d := range dead {
+				log.Warn("dead-lettered", "msg_id", d.ID, "deliveries", d.Deliveries, "reason", d.Reason)
+			}
+		}
+	}
+
+	if len(events) > 0 {
+		applyStart := time.Now()
+		outcomes, err := r.apply(ctx, log, events, valid)
+		if err != nil {
+			return r.settle(log, "apply", err)
+		}
+		applied := valid[:0:0]
+		counts := map[index.Outcome]int{}
+		now := r.cfg.Now()
+		for i, o := range outcomes {
+			if o == 0 {
+				continue // refused; left for redelivery
+			}
+			applied = append(applied, valid[i])
+			counts[o]++
+			r.cfg.Metrics.EventAge(now.Sub(time.Unix(0, events[i].Time)))
+		}
+		if len(applied) > 0 {
+			if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, applied) }); err != nil {
+				return r.settle(log, "ack", err)
+			}
+		}
+		for o, n := range counts {
+			r.cfg.Metrics.Outcomes(o.String(), n)
+		}
+		r.cfg.Metrics.Acked(len(applied))
+		r.cfg.Metrics.Batch(len(msgs), time.Since(applyStart))
+		acked += len(applied)
+	}
+	log.Debug("batch done", "messages", len(msgs), "acked", acked, "took", time.Since(start))
+	if r.cfg.AfterBatch != nil {
+		r.cfg.AfterBatch(acked)
+	}
+	return nil
+}
+
+// settle decides what a failed step means for the loop: fatal errors stop
+// it; everything else (including the shutdown deadline) leaves the batch's
+// messages unacknowledged and lets the loop go on.
+func (r *Runner) settle(log *slog.Logger, step string, err error) error {
+	if Classify(err) == Fatal {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	log.Error(step+" failed; the batch's messages stay unacknowledged and will be delivered again", "err", err)
+	return nil
+}
+
+// apply applies events. If the index refuses some of them (Poison), it
+// splits the batch in halves around them, so the others still go through.
+// The outcome of a refused event is 0; it is logged and left for
+// redelivery (and, after MaxDeliver deliveries, the dead-letter
+// destination).
+func (r *Runner) apply(ctx context.Context, log *slog.Logger, events []codec.Event, msgs []Message) ([]index.Outcome, error) {
+	out := make([]index.Outcome, len(events))
+	var rec func(lo, hi int) error
+	rec = func(lo, hi int) error {
+		var res index.Result
+		err := r.retry(ctx, "apply", func(ctx context.Context) (err error) {
+			res, err = r.cfg.Index.Apply(ctx, events[lo:hi])
+			return err
+		})
+		if err == nil {
+			copy(out[lo:hi], res.Outcomes)
+			return nil
+		}
+		if Classify(err) != Poison {
+			return err
+		}
+		if hi-lo == 1 {
+			log.Error("the index refused an event; it stays unacknowledged and will be retried, then dead-lettered",
+				"msg_id", msgs[lo].ID, "event_id", events[lo].ID, "deliveries", msgs[lo].Deliveries, "err", err)
+			return nil
+		}
+		mid := (lo + hi) / 2
+		if err := rec(lo, mid); err != nil {
+			return err
+		}
+		return rec(mid, hi)
+	}
+	return out, rec(0, len(events))
+}
+
+// retry runs fn until it succeeds, fails with a class other than Retry, or
+// ctx is done, backing off exponentially. Readiness is false while it
+// retries.
+func (r *Runner) retry(ctx context.Context, step string, fn func(context.Context) error) error {
+	bo := r.backoff()
+	for {
+		err := fn(ctx)
+		if err == nil {
+			r.cfg.Metrics.SetReady(true)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		class := Classify(err)
+		r.cfg.Metrics.Failure(step, class.String())
+		if class != Retry {
+			return err
+		}
+		r.cfg.Metrics.SetReady(false)
+		wait := bo.NextBackOff()
+		r.log.Warn(step+" failed; retrying", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return err
+		}
+	}
+}
+
+func (r *Runner) backoff() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(r.cfg.RetryInitial),
+		backoff.WithMaxInterval(r.cfg.RetryMax),
+		backoff.WithMaxElapsedTime(0), // never give up: nothing is acknowledged meanwhile
+	)
+}
+
+// extend renews the lease of msgs while the batch is handled, if the
+// source has leases. The returned function stops it.
+func (r *Runner) extend(ctx context.Context, msgs []Message) func() {
+	ext, ok := r.cfg.Source.(Extender)
+	if !ok || ext.ExtendEvery() <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ext.ExtendEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := ext.Extend(ctx, msgs); err != nil && ctx.Err() == nil {
+					r.log.Warn("lease renewal failed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// lagLoop refreshes the lag metric, if the source can tell it.
+func (r *Runner) lagLoop(ctx context.Context) {
+	lg, ok := r.cfg.Source.(Lagger)
+	if !ok || r.cfg.Metrics == nil {
+		return
+	}
+	t := time.NewTicker(r.cfg.LagEvery)
+	defer t.Stop()
+	for {
+		if n, err := lg.Lag(ctx); err == nil {
+			r.cfg.Metrics.SetLag(n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sleep waits d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,104 @@
+// Package consumer turns a stream of event messages into index patches,
+// at least once: Run is the only place that decides when a message is
+// acknowledged, and it acknowledges a message only after the message was
+// applied to the index (or moved to the dead-letter destination, in the
+// same step as its ack). Since every patch is idempotent, redelivery is
+// always safe, and at-least-once delivery gives exactly-once effect.
+//
+// Sources (redisstream, jetstream) implement Source; consumertest holds the
+// conformance suite every source must pass.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/index"
+)
+
+// Message is one message pulled from a source.
+type Message struct {
+	// ID identifies the message in its source: a Redis stream entry id, or
+	// a JetStream stream sequence.
+	ID string
+	// Data is the encoded event. The loop does not retain it after the
+	// batch is done.
+	Data []byte
+	// ContentType is the declared encoding ("json", "msgpack" or a MIME
+	// type); "" means JSON.
+	ContentType string
+	// Subject is where the message was published, when the source has
+	// subjects (NATS); dead letters keep it.
+	Subject string
+	// Deliveries counts deliveries of this message, this one included.
+	Deliveries int
+	// Time is when the source stored the message.
+	Time time.Time
+	// Lost marks an entry whose payload is gone (trimmed from a Redis
+	// stream while pending): it cannot be applied; the loop acknowledges
+	// it, counts it and raises an alarm.
+	Lost bool
+	// Handle is the source's own reference to the message (a NATS
+	// jetstream.Msg); only the source that produced it reads it.
+	Handle any
+}
+
+// Size is the message's share of a batch's byte budget.
+func (m *Message) Size() int { return len(m.Data) }
+
+// DeadLetter is a message to move to the dead-letter destination.
+type DeadLetter struct {
+	Message
+	// Reason says why, in words an operator can act on.
+	Reason string
+}
+
+// Source is a stream of messages read by one consumer of a group. The
+// loop calls Fetch from one goroutine, and Ack, DeadLetter and Extend from
+// another, concurrently with Fetch; Close after both stopped.
+type Source interface {
+	// Fetch returns up to max messages, waiting at most wait for the first
+	// one; it returns no messages and no error when none came in time.
+	// Messages delivered before and not acknowledged (a crashed consumer's,
+	// or this consumer's own after a restart) come back with their
+	// delivery count. It returns promptly when ctx is done.
+	Fetch(ctx context.Context, max int, wait time.Duration) ([]Message, error)
+	// Ack acknowledges messages: the group will not deliver them again.
+	Ack(ctx context.Context, msgs []Message) error
+	// DeadLetter moves messages to the dead-letter destination, each with
+	// its reason, original id and delivery count, and acknowledges them:
+	// atomically where the source allows, else publish first, then ack.
+	DeadLetter(ctx context.Context, msgs []DeadLetter) error
+	// Close releases the source. Messages fetched and not acknowledged are
+	// delivered again later (to this group).
+	Close() error
+}
+
+// Extender is implemented by sources that redeliver a message held longer
+// than a lease. While a batch is being applied, the loop calls Extend for
+// its messages every ExtendEvery.
+type Extender interface {
+	ExtendEvery() time.Duration
+	Extend(ctx context.Context, msgs []Message) error
+}
+
+// Lagger is implemented by sources that can tell how many messages of the
+// stream the group has not read yet.
+type Lagger interface {
+	Lag(ctx context.Context) (int64, error)
+}
+
+// ErrGroupMissing means the consumer group (Redis) or durable consumer
+// (NATS) does not exist: run 'indexer setup'. Workers never create it
+// themselves, since creating it at the stream's end would skip events.
+var ErrGroupMissing = errors.New("consumer group does not exist")
+
+// ErrStreamMissing means the stream does not exist: run 'indexer setup'.
+var ErrStreamMissing = errors.New("stream does not exist")
+
+// Applier applies valid events to the index; *index.Index implements it.
+type Applier interface {
+	Apply(ctx context.Context, events []codec.Event) (index.Result, error)
+}
