@@ -275,7 +275,6 @@ func TestInvalidAndOverDeliveredAreDeadLettered(t *testing.T) {
 	})
 }
 
-
 // TestTransientErrorsAreRetried: a failing apply is retried with backoff,
 // readiness drops meanwhile, nothing is acknowledged before it succeeds,
 // and the worker does not exit.

@@ -30,6 +30,11 @@ var (
 var all = map[string]*redis.Script{
 	"patch_index.lua":   patchIndex,
 	"gc_tombstones.lua": gcTombstones,
+
+	"stream_dead_letter.lua":     streamDeadLetter,
+	"stream_claim.lua":           streamClaim,
+	"stream_extend.lua":          streamExtend,
+	"stream_delete_consumer.lua": streamDeleteConsumer,
 }
 
 // Load loads every script into c's script cache. It fails if a script does

@@ -11,13 +11,16 @@ import (
 // Patch is the input of one patch_index call: file operations on one or
 // more tables, with every key they touch.
 //
-// KEYS: Registry; for each table its Folders, Tombstones and Stats keys;
-// each files group's key. ARGV: NowMillis, the numbers of tables, files
-// groups and dirs; per table its registry member and newest event time; per
-// files group its table (1-based) and date; per dir its files group
-// (1-based), name, op kinds ("C" create, "D" delete, one letter per op) and
-// the sums of its creates' sizes and row counts; then the ops dir by dir,
-// each a path followed, for a create, by its entry.
+// PatchIndex collapses the ops of each path into one kind (C created, D
+// deleted, B both) and sends the paths folder by folder, folders files
+// group by files group. KEYS: Registry; for each table its Folders,
+// Tombstones and Stats keys; each files group's key. ARGV: NowMillis, the
+// numbers of tables, files groups and dirs; per table its registry member
+// and newest event time; per files group its table (1-based) and date; per
+// dir its files group (1-based), name, its paths' kinds (one letter each)
+// and the sums of its created paths' sizes and row counts; then per path
+// the path and, when created, the entry of its first create. The script
+// returns each path's initial state, from which PatchIndex labels every op.
 type Patch struct {
 	// NowMillis is the apply time, Unix milliseconds; tombstones created or
 	// touched by the call are scored with it.
@@ -96,66 +99,107 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
+// pathOps gathers the ops of one path in a call.
+type pathOps struct {
+	op     int32 // first op; later ones follow next[]
+	last   int32
+	create int32 // the first create op, -1 if none
+	del    bool  // some op deletes
+}
+
 // PatchIndex runs patch_index for p and returns one outcome per op, in
 // the order of p.Ops. The call is atomic: on error nothing was written.
 func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, error) {
 	if len(p.Ops) == 0 {
 		return nil, nil
 	}
-	// Ops go dir by dir, keeping their order within a dir (a path lies in
-	// one dir, so each path's ops keep their order).
-	byDir := make([][]int, len(p.Dirs))
+	// Collapse ops per path (a path lies in one dir), keeping first
+	// appearance order within each dir.
+	type key struct {
+		dir  int
+		path string
+	}
+	paths := make([]pathOps, 0, len(p.Ops))
+	next := make([]int32, len(p.Ops))
+	byDir := make([][]int32, len(p.Dirs))
+	seen := make(map[key]int32, len(p.Ops))
 	for i := range p.Ops {
-		d := p.Ops[i].Dir
-		if d < 0 || d >= len(p.Dirs) {
-			return nil, fmt.Errorf("patch_index: op %d names dir %d of %d", i, d, len(p.Dirs))
+		op := &p.Ops[i]
+		if op.Dir < 0 || op.Dir >= len(p.Dirs) {
+			return nil, fmt.Errorf("patch_index: op %d names dir %d of %d", i, op.Dir, len(p.Dirs))
 		}
-		byDir[d] = append(byDir[d], i)
+		next[i] = -1
+		k := key{op.Dir, op.Path}
+		pi, ok := seen[k]
+		if !ok {
+			pi = int32(len(paths))
+			seen[k] = pi
+			paths = append(paths, pathOps{op: int32(i), last: int32(i), create: -1})
+			byDir[op.Dir] = append(byDir[op.Dir], pi)
+		} else {
+			next[paths[pi].last] = int32(i)
+			paths[pi].last = int32(i)
+		}
+		if op.Delete {
+			paths[pi].del = true
+		} else if paths[pi].create < 0 {
+			paths[pi].create = int32(i)
+		}
+	}
+	// Dirs grouped by files group, so each group's paths are contiguous.
+	dirOrder := make([]int, 0, len(p.Dirs))
+	for f := range p.Files {
+		if t := p.Files[f].Table; t < 0 || t >= len(p.Tables) {
+			return nil, fmt.Errorf("patch_index: files group %s names table %d of %d", p.Files[f].Key, t, len(p.Tables))
+		}
+		for d := range p.Dirs {
+			if p.Dirs[d].Files == f && len(byDir[d]) > 0 {
+				dirOrder = append(dirOrder, d)
+			}
+		}
 	}
 
 	keys := make([]string, 0, 1+3*len(p.Tables)+len(p.Files))
 	keys = append(keys, p.Registry)
-	args := make([]any, 0, 4+2*(len(p.Tables)+len(p.Files))+5*len(p.Dirs)+2*len(p.Ops))
+	args := make([]any, 0, 4+2*(len(p.Tables)+len(p.Files))+5*len(dirOrder)+2*len(paths))
 	args = append(args, strconv.FormatInt(p.NowMillis, 10),
-		strconv.Itoa(len(p.Tables)), strconv.Itoa(len(p.Files)), strconv.Itoa(len(p.Dirs)))
+		strconv.Itoa(len(p.Tables)), strconv.Itoa(len(p.Files)), strconv.Itoa(len(dirOrder)))
 	for _, t := range p.Tables {
 		keys = append(keys, t.Folders, t.Tombstones, t.Stats)
 		args = append(args, t.Member, strconv.FormatInt(t.LastEventNanos, 10))
 	}
 	for _, f := range p.Files {
-		if f.Table < 0 || f.Table >= len(p.Tables) {
-			return nil, fmt.Errorf("patch_index: files group %s names table %d of %d", f.Key, f.Table, len(p.Tables))
-		}
 		keys = append(keys, f.Key)
 		args = append(args, strconv.Itoa(f.Table+1), f.Date)
 	}
-	kinds := make([]byte, 0, len(p.Ops))
-	for d, dir := range p.Dirs {
-		if dir.Files < 0 || dir.Files >= len(p.Files) {
-			return nil, fmt.Errorf("patch_index: dir %s names files group %d of %d", dir.Name, dir.Files, len(p.Files))
-		}
+	kinds := make([]byte, 0, len(paths))
+	for _, d := range dirOrder {
 		kinds = kinds[:0]
 		var size, rows int64
-		for _, i := range byDir[d] {
-			op := &p.Ops[i]
-			if op.Delete {
+		for _, pi := range byDir[d] {
+			po := &paths[pi]
+			switch {
+			case po.create >= 0 && po.del:
+				kinds = append(kinds, 'B')
+			case po.del:
 				kinds = append(kinds, 'D')
-			} else {
+			default:
 				kinds = append(kinds, 'C')
-				size += op.SizeBytes
-				rows += op.RowCount
+			}
+			if po.create >= 0 {
+				size += p.Ops[po.create].SizeBytes
+				rows += p.Ops[po.create].RowCount
 			}
 		}
-		args = append(args, strconv.Itoa(dir.Files+1), dir.Name, string(kinds),
+		args = append(args, strconv.Itoa(p.Dirs[d].Files+1), p.Dirs[d].Name, string(kinds),
 			strconv.FormatInt(size, 10), strconv.FormatInt(rows, 10))
 	}
-	for _, ops := range byDir {
-		for _, i := range ops {
-			op := &p.Ops[i]
-			if op.Delete {
-				args = append(args, op.Path)
-			} else {
-				args = append(args, op.Path, op.Entry)
+	for _, d := range dirOrder {
+		for _, pi := range byDir[d] {
+			po := &paths[pi]
+			args = append(args, p.Ops[po.op].Path)
+			if po.create >= 0 {
+				args = append(args, p.Ops[po.create].Entry)
 			}
 		}
 	}
@@ -164,16 +208,45 @@ func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, err
 	if err != nil {
 		return nil, fmt.Errorf("patch_index: %w", err)
 	}
-	if len(res) != len(p.Ops) {
-		return nil, fmt.Errorf("patch_index: %d outcomes for %d ops", len(res), len(p.Ops))
+	if len(res) != len(paths) {
+		return nil, fmt.Errorf("patch_index: %d states for %d paths", len(res), len(paths))
 	}
 	out := make([]Outcome, len(p.Ops))
 	k := 0
-	for _, ops := range byDir {
-		for _, i := range ops {
-			out[i] = Outcome(res[k])
+	for _, d := range dirOrder {
+		for _, pi := range byDir[d] {
+			label(res[k], paths[pi].op, next, p.Ops, out)
 			k++
 		}
 	}
 	return out, nil
+}
+
+// label runs a path's ops, in order, through the state machine from the
+// path's initial state ('0' absent, '1' live, '2' tombstoned) and records
+// each op's outcome.
+func label(state byte, op int32, next []int32, ops []PatchOp, out []Outcome) {
+	for ; op >= 0; op = next[op] {
+		if ops[op].Delete {
+			switch state {
+			case '1':
+				out[op] = Applied
+			case '0':
+				out[op] = Tombstoned
+			default:
+				out[op] = Duplicate
+			}
+			state = '2'
+			continue
+		}
+		switch state {
+		case '0':
+			out[op] = Applied
+			state = '1'
+		case '1':
+			out[op] = Duplicate
+		default:
+			out[op] = Ignored
+		}
+	}
 }

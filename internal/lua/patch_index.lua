@@ -9,19 +9,22 @@
 --   live       + create -> live        (duplicate, no-op)
 --   live       + delete -> tombstoned  (entry removed, folder -1, stats -)
 --   tombstoned + any    -> tombstoned  (ignored / duplicate; tombstone touched)
+-- Go collapses a batch's ops per path into one kind: C (created), D
+-- (deleted) or B (both; delete wins whatever the order), so the final state
+-- depends only on the kind and the initial state, which the script returns
+-- for Go to label each op.
 --
 -- The call runs in three phases so that a failing call writes nothing:
---   1. read: check every key's type, read the state of every path and the
+--   1. read: check every key's type, read every path's state and the
 --      counters that will change (failing here leaves Redis untouched);
---   2. decide, in memory, op by op, in order;
---   3. write the difference between the initial and final states, with
---      commands that cannot fail once phase 1 passed.
--- Ops come grouped by folder, each folder with the sum of its creates'
--- sizes and rows, so the common case (every create takes effect) does no
--- per-op number parsing; only a create without effect is read back.
--- Returns one outcome character per op, in the order received: a=applied,
--- t=tombstoned (delete of an unindexed path), d=duplicate, i=ignored
--- (create of a tombstoned path).
+--   2. decide, path by path, and sum counter changes per folder;
+--   3. write the difference, with commands that cannot fail once phase 1
+--      passed.
+-- Paths come folder by folder and folders files-hash by files-hash, each
+-- folder with the sums of its created paths' sizes and rows, so the common
+-- case (every create takes effect) parses no number per path.
+-- Returns one digit per path, in the order received: its initial state,
+-- 0 absent, 1 live, 2 tombstoned.
 
 local now = ARGV[1]
 local ntables, nfiles, ndirs = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -31,14 +34,15 @@ local function fail(code, msg)
   error({err = code .. ' patch_index: ' .. msg .. '; nothing was written. Repair it (see indexer check).'}, 0)
 end
 
--- call runs cmd key with list[1..n] as trailing arguments, in chunks.
-local function call(cmd, key, list, n)
-  if n <= CHUNK then return redis.call(cmd, key, unpack(list, 1, n)) end
+-- call runs cmd key with list[first..last] as trailing arguments, in
+-- chunks, and returns the concatenated array replies.
+local function call(cmd, key, list, first, last)
+  if last - first < CHUNK then return redis.call(cmd, key, unpack(list, first, last)) end
   local out, o = {}, 0
-  for first = 1, n, CHUNK do
-    local r = redis.call(cmd, key, unpack(list, first, math.min(first + CHUNK - 1, n)))
+  for i = first, last, CHUNK do
+    local r = redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, last)))
     if type(r) == 'table' then
-      for i = 1, #r do o = o + 1; out[o] = r[i] end
+      for j = 1, #r do o = o + 1; out[o] = r[j] end
     end
   end
   return out
@@ -59,7 +63,8 @@ local function size_rows(v)
     local at = string.find(v, '","size_bytes":', 1, true)
     if at then
       local s, r = string.match(v, '^(%d+),"row_count":(%d+)', at + 15)
-      if s then return tonumber(s), tonumber(r) end
+      -- Arithmetic coerces a numeric string once; tonumber would twice.
+      if s then return s + 0, r + 0 end
     end
   end
   local ok, e = pcall(cjson.decode, v)
@@ -70,15 +75,14 @@ local function size_rows(v)
 end
 
 -- Phase 1: keys, types, current state.
-local registry = KEYS[1]
-check_type(registry, 'set')
+check_type(KEYS[1], 'set')
 
 local tables, a = {}, 5
 for t = 1, ntables do
   local k = 2 + 3 * (t - 1)
   local tb = {folders = KEYS[k], tomb = KEYS[k + 1], stats = KEYS[k + 2],
     member = ARGV[a], evtime = ARGV[a + 1], tombs = {'GT'}, ntombs = 1,
-    files = 0, bytes = 0, rows = 0}
+    files = 0, bytes = 0, rows = 0, dirs = {}, ndirs = 0}
   check_type(tb.folders, 'hash')
   check_type(tb.tomb, 'zset')
   check_type(tb.stats, 'hash')
@@ -86,153 +90,122 @@ for t = 1, ntables do
   a = a + 2
 end
 
--- A files group is one files: hash (a table and a date). Its paths are
--- numbered; per-path state lives in arrays indexed by that number:
--- 0 absent, 1 live, 2 tombstoned.
+-- A files group is one files: hash (a table and a date); its paths are
+-- paths[first..last]. States are the strings '0' absent, '1' live, '2'
+-- tombstoned (strings, so the reply needs no number formatting).
 local files = {}
 for f = 1, nfiles do
   local fg = {key = KEYS[1 + 3 * ntables + f], tb = tables[tonumber(ARGV[a])], date = ARGV[a + 1],
-    idx = {}, paths = {}, n = 0, st = {}, init = {}, entry = {}, new = {}, pdir = {},
     files = 0, bytes = 0, rows = 0}
   check_type(fg.key, 'hash')
   files[f] = fg
   a = a + 2
 end
 
--- A dir is one folder: its files group, name, op kinds ('C'/'D' per op),
--- and the sums of its creates' sizes and rows.
+-- A dir is one folder of a files group: its name, its paths' kinds (one
+-- letter each), and the sums of its created paths' sizes and rows.
 local dirs = {}
 for d = 1, ndirs do
   dirs[d] = {fg = files[tonumber(ARGV[a])], name = ARGV[a + 1], kinds = ARGV[a + 2],
     files = 0, bytes = tonumber(ARGV[a + 3]), rows = tonumber(ARGV[a + 4])}
   a = a + 5
 end
+local first_path = a
 
--- Ops, as parallel arrays, folder by folder: a path, and for a create its
--- entry.
-local ocreate, odir, opi, oarg, nops = {}, {}, {}, {}, 0
+-- Pass 1: the paths, each followed in ARGV by its entry when created.
+local paths, n = {}, 0
 for d = 1, ndirs do
   local dir = dirs[d]
-  local fg, kinds = dir.fg, dir.kinds
-  local idx, paths, pdir = fg.idx, fg.paths, fg.pdir
+  local kinds, fg = dir.kinds, dir.fg
+  if not fg.first then fg.first = n + 1 end
   for j = 1, string.len(kinds) do
-    local create = string.byte(kinds, j) == 67 -- 'C'
-    local path = ARGV[a]
-    local pi = idx[path]
-    if not pi then
-      pi = fg.n + 1
-      fg.n = pi
-      idx[path] = pi
-      paths[pi] = path
-      pdir[pi] = dir
-    end
-    nops = nops + 1
-    ocreate[nops], odir[nops], opi[nops], oarg[nops] = create, dir, pi, a + 1
-    if create then a = a + 2 else a = a + 1 end
+    n = n + 1
+    paths[n] = ARGV[a]
+    if string.byte(kinds, j) == 68 then a = a + 1 else a = a + 2 end -- 68 = 'D'
   end
+  fg.last = n
 end
-if nops == 0 then return '' end
+if n == 0 then return '' end
 
--- A live path is live (its tombstone, if any, is not consulted: a later
--- delete removes it and touches the tombstone); only the others are
--- looked up in the tombstone set.
+-- Initial states. A live path is live (a tombstone it may also have is not
+-- consulted: a delete removes the entry and touches the tombstone); only
+-- the others are looked up in the tombstone set.
+local st, entry = {}, {}
 for f = 1, nfiles do
   local fg = files[f]
-  local entries = call('HMGET', fg.key, fg.paths, fg.n)
-  local st, init, entry, paths = fg.st, fg.init, fg.entry, fg.paths
+  local entries = call('HMGET', fg.key, paths, fg.first, fg.last)
   local rest, nrest, at = {}, 0, {}
-  for i = 1, fg.n do
-    if entries[i] then
-      st[i], init[i] = 1, 1
-      entry[i] = entries[i]
+  for i = fg.first, fg.last do
+    local v = entries[i - fg.first + 1]
+    if v then
+      st[i] = '1'
+      entry[i] = v
     else
       nrest = nrest + 1
       rest[nrest], at[nrest] = paths[i], i
     end
   end
   if nrest > 0 then
-    local scores = call('ZMSCORE', fg.tb.tomb, rest, nrest)
+    local scores = call('ZMSCORE', fg.tb.tomb, rest, 1, nrest)
     for j = 1, nrest do
-      local s = 0
-      if scores[j] then s = 2 end
-      st[at[j]], init[at[j]] = s, s
+      if scores[j] then st[at[j]] = '2' else st[at[j]] = '0' end
     end
   end
 end
 
+-- Phase 2: decide, path by path (walking ARGV again, folder by folder).
 -- uncount takes a create without effect out of its folder's sums.
-local function uncount(dir, entry)
-  local size, rows = size_rows(entry)
+local function uncount(dir, e)
+  local size, rows = size_rows(e)
   dir.bytes, dir.rows = dir.bytes - size, dir.rows - rows
 end
 
--- Phase 2: decide, op by op.
-local out = {}
-for i = 1, nops do
-  local dir, pi = odir[i], opi[i]
-  local fg = dir.fg
-  local st = fg.st
-  local s = st[pi]
-  if ocreate[i] then
-    if s == 0 then
-      st[pi] = 1
-      fg.new[pi] = oarg[i]
-      out[i] = 'a'
-    else
-      uncount(dir, ARGV[oarg[i]])
-      if s == 1 then out[i] = 'd' else out[i] = 'i' end
-    end
-  elseif s == 1 then
-    st[pi] = 2
-    out[i] = 'a'
-  elseif s == 0 then
-    st[pi] = 2
-    out[i] = 't'
-  else
-    out[i] = 'd'
-  end
-end
-
--- The difference between initial and final states.
-for f = 1, nfiles do
-  local fg = files[f]
-  local tb = fg.tb
-  local hset, nhset, hdel, nhdel = {}, 0, {}, 0
-  local tombs, ntombs = tb.tombs, tb.ntombs
-  local st, init, paths, pdir, new = fg.st, fg.init, fg.paths, fg.pdir, fg.new
-  for i = 1, fg.n do
-    local from, to = init[i], st[i]
-    if to == 2 then
-      tombs[ntombs + 1], tombs[ntombs + 2] = now, paths[i]
-      ntombs = ntombs + 2
-      if from == 1 then
-        nhdel = nhdel + 1
-        hdel[nhdel] = paths[i]
-        local d = pdir[i]
-        local size, rows = size_rows(fg.entry[i])
-        d.files, d.bytes, d.rows = d.files - 1, d.bytes - size, d.rows - rows
-      elseif new[i] then
-        uncount(pdir[i], ARGV[new[i]]) -- created and deleted in this call
-      end
-    elseif to == 1 and from == 0 then
-      hset[nhset + 1], hset[nhset + 2] = paths[i], ARGV[new[i]]
-      nhset = nhset + 2
-      local d = pdir[i]
-      d.files = d.files + 1
-    end
-  end
-  tb.ntombs = ntombs
-  fg.hset, fg.nhset, fg.hdel, fg.nhdel = hset, nhset, hdel, nhdel
-end
-
--- Sum folder changes per date and per table; list the folders to update.
-for t = 1, ntables do
-  tables[t].dirs, tables[t].ndirs = {}, 0
-end
+a, n = first_path, 0
 for d = 1, ndirs do
   local dir = dirs[d]
-  local fg = dir.fg
+  local kinds, fg = dir.kinds, dir.fg
   local tb = fg.tb
+  local hset, hdel, tombs = fg.hset, fg.hdel, tb.tombs
+  if not hset then
+    hset, hdel = {}, {}
+    fg.hset, fg.hdel, fg.nhset, fg.nhdel = hset, hdel, 0, 0
+  end
+  local nhset, nhdel, ntombs = fg.nhset, fg.nhdel, tb.ntombs
+  for j = 1, string.len(kinds) do
+    n = n + 1
+    local k, s, p = string.byte(kinds, j), st[n], paths[n]
+    if k == 67 then -- 'C': created
+      if s == '0' then
+        hset[nhset + 1], hset[nhset + 2] = p, ARGV[a + 1]
+        nhset = nhset + 2
+        dir.files = dir.files + 1
+      else
+        uncount(dir, ARGV[a + 1]) -- duplicate, or tombstoned
+        if s == '2' then -- a late create touches its tombstone (see gc_tombstones)
+          tombs[ntombs + 1], tombs[ntombs + 2] = now, p
+          ntombs = ntombs + 2
+        end
+      end
+      a = a + 2
+    else -- 'D' deleted, or 'B' created and deleted: the path ends tombstoned
+      if k == 66 then -- 'B'
+        uncount(dir, ARGV[a + 1])
+        a = a + 2
+      else
+        a = a + 1
+      end
+      if s == '1' then
+        nhdel = nhdel + 1
+        hdel[nhdel] = p
+        local size, rows = size_rows(entry[n])
+        dir.files, dir.bytes, dir.rows = dir.files - 1, dir.bytes - size, dir.rows - rows
+      end
+      tombs[ntombs + 1], tombs[ntombs + 2] = now, p
+      ntombs = ntombs + 2
+    end
+  end
+  fg.nhset, fg.nhdel, tb.ntombs = nhset, nhdel, ntombs
+  -- Sum the folder into its date and table.
   fg.files, fg.bytes, fg.rows = fg.files + dir.files, fg.bytes + dir.bytes, fg.rows + dir.rows
   tb.files, tb.bytes, tb.rows = tb.files + dir.files, tb.bytes + dir.bytes, tb.rows + dir.rows
   if dir.files ~= 0 then
@@ -252,7 +225,7 @@ for t = 1, ntables do
   if tb.ndirs > 0 then
     local names = {}
     for i = 1, tb.ndirs do names[i] = tb.dirs[i].name end
-    local cur = call('HMGET', tb.folders, names, tb.ndirs)
+    local cur = call('HMGET', tb.folders, names, 1, tb.ndirs)
     for i = 1, tb.ndirs do
       if not is_int(cur[i]) then
         fail('CORRUPT', 'field ' .. names[i] .. ' of ' .. tb.folders .. ' is not a file count')
@@ -265,12 +238,12 @@ for t = 1, ntables do
   for f = 1, nfiles do
     local fg = files[f]
     if fg.tb == tb and (fg.files ~= 0 or fg.bytes ~= 0 or fg.rows ~= 0) then
-      local n = #fields
-      fields[n + 1], fields[n + 2], fields[n + 3] = 'files:' .. fg.date, 'bytes:' .. fg.date, 'rows:' .. fg.date
+      local m = #fields
+      fields[m + 1], fields[m + 2], fields[m + 3] = 'files:' .. fg.date, 'bytes:' .. fg.date, 'rows:' .. fg.date
       groups[#groups + 1] = fg
     end
   end
-  local cur = call('HMGET', tb.stats, fields, #fields)
+  local cur = call('HMGET', tb.stats, fields, 1, #fields)
   for i = 2, #fields do
     if not is_int(cur[i]) then
       fail('CORRUPT', 'field ' .. fields[i] .. ' of ' .. tb.stats .. ' is not an integer')
@@ -291,34 +264,34 @@ local function newer(x, y) -- decimal strings without sign or leading zeros
   return x > y
 end
 
-local function fmt(n) return string.format('%d', n) end
+local function fmt(v) return string.format('%d', v) end
 
 for f = 1, nfiles do
   local fg = files[f]
-  if fg.nhset > 0 then call('HSET', fg.key, fg.hset, fg.nhset) end
-  if fg.nhdel > 0 then call('HDEL', fg.key, fg.hdel, fg.nhdel) end
+  if fg.nhset > 0 then call('HSET', fg.key, fg.hset, 1, fg.nhset) end
+  if fg.nhdel > 0 then call('HDEL', fg.key, fg.hdel, 1, fg.nhdel) end
 end
 
 local members = {}
 for t = 1, ntables do
   local tb = tables[t]
   members[t] = tb.member
-  if tb.ntombs > 1 then call('ZADD', tb.tomb, tb.tombs, tb.ntombs) end
+  if tb.ntombs > 1 then call('ZADD', tb.tomb, tb.tombs, 1, tb.ntombs) end
 
   local set, nset, del, ndel = {}, 0, {}, 0
   for i = 1, tb.ndirs do
     local dir = tb.dirs[i]
-    local n = dir.old + dir.files
-    if n == 0 then
+    local c = dir.old + dir.files
+    if c == 0 then
       ndel = ndel + 1
       del[ndel] = dir.name
     else
-      set[nset + 1], set[nset + 2] = dir.name, fmt(n)
+      set[nset + 1], set[nset + 2] = dir.name, fmt(c)
       nset = nset + 2
     end
   end
-  if nset > 0 then call('HSET', tb.folders, set, nset) end
-  if ndel > 0 then call('HDEL', tb.folders, del, ndel) end
+  if nset > 0 then call('HSET', tb.folders, set, 1, nset) end
+  if ndel > 0 then call('HDEL', tb.folders, del, 1, ndel) end
 
   -- The table's totals always exist once it was touched, so the index does
   -- not depend on how events were batched; a date's fields go when its
@@ -339,11 +312,11 @@ for t = 1, ntables do
       end
     end
   end
-  if nsdel > 0 then call('HDEL', tb.stats, sdel, nsdel) end
+  if nsdel > 0 then call('HDEL', tb.stats, sdel, 1, nsdel) end
   if newer(tb.evtime, tb.last_event) then
     redis.call('HSET', tb.stats, 'last_event_ns', tb.evtime)
   end
 end
-call('SADD', registry, members, ntables)
+call('SADD', KEYS[1], members, 1, ntables)
 
-return table.concat(out)
+return table.concat(st, '', 1, n)

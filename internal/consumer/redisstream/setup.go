@@ -1,0 +1,79 @@
+package redisstream
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// GroupInfo describes a consumer group, from XINFO GROUPS.
+type GroupInfo struct {
+	// LastDeliveredID is the id of the last entry delivered to the group.
+	LastDeliveredID string
+	// EntriesRead counts the entries delivered to the group (0 when Redis
+	// cannot tell).
+	EntriesRead int64
+	// Lag counts the stream's entries not yet delivered to the group; -1
+	// when Redis cannot tell (see Source.Lag).
+	Lag int64
+	// Pending counts entries delivered and not acknowledged.
+	Pending int64
+	// Consumers counts the group's consumers.
+	Consumers int64
+}
+
+// startID is a valid start position of a group: "0", "$" or an entry id.
+var startID = regexp.MustCompile(`^(\$|[0-9]+(-[0-9]+)?)$`)
+
+// Setup creates the stream (if absent) and its consumer group at start,
+// idempotently: "0" (or "") reads the stream from its first entry, an
+// entry id from the entry after it, and "$" only what is added from now
+// on (events already in the stream are skipped: pass it only on purpose).
+// If the group exists already, Setup changes nothing and returns created
+// false with the group's current position; it never moves or recreates
+// it. stream and group default to "idx:events" and "indexer". Workers
+// never call Setup.
+func Setup(ctx context.Context, c redis.UniversalClient, stream, group, start string) (created bool, info GroupInfo, err error) {
+	if stream == "" {
+		stream = DefaultStream
+	}
+	if group == "" {
+		group = DefaultGroup
+	}
+	if start == "" {
+		start = "0"
+	}
+	if !startID.MatchString(start) {
+		return false, GroupInfo{}, fmt.Errorf("redisstream: setup: start %q is not 0, $ or a stream entry id (<ms> or <ms>-<seq>)", start)
+	}
+	err = c.XGroupCreateMkStream(ctx, stream, group, start).Err()
+	switch {
+	case err == nil:
+		created = true
+	case redis.HasErrorPrefix(err, "BUSYGROUP"):
+	default:
+		return false, GroupInfo{}, fmt.Errorf("redisstream: setup: create group %q of stream %q at %s: %w", group, stream, start, err)
+	}
+	info, err = groupInfo(ctx, c, stream, group)
+	if err != nil {
+		return created, info, wrapErr("setup", stream, group, err)
+	}
+	return created, info, nil
+}
+
+// groupInfo returns XINFO GROUPS for one group, or a *GroupMissingError.
+func groupInfo(ctx context.Context, c redis.UniversalClient, stream, group string) (GroupInfo, error) {
+	groups, err := c.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	for _, g := range groups {
+		if g.Name == group {
+			return GroupInfo{LastDeliveredID: g.LastDeliveredID, EntriesRead: g.EntriesRead, Lag: g.Lag,
+				Pending: g.Pending, Consumers: g.Consumers}, nil
+		}
+	}
+	return GroupInfo{}, &GroupMissingError{Stream: stream, Group: group}
+}
