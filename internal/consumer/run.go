@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/failpoint"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/telemetry"
 )
@@ -244,6 +245,7 @@ func (r *Runner) process(ctx context.Context, msgs []Message) error {
 	start := time.Now()
 	stopExtend := r.extend(ctx, msgs)
 	defer stopExtend()
+	failpoint.Inject(failpoint.AfterFetch)
 
 	var lost, valid []Message
 	var dead []DeadLetter
@@ -309,10 +311,12 @@ func (r *Runner) process(ctx context.Context, msgs []Message) error {
 
 	if len(events) > 0 {
 		applyStart := time.Now()
+		failpoint.Inject(failpoint.BeforeApply)
 		outcomes, err := r.apply(ctx, log, events, valid)
 		if err != nil {
 			return r.settle(log, "apply", err)
 		}
+		failpoint.Inject(failpoint.AfterApply)
 		applied := valid[:0:0]
 		counts := map[index.Outcome]int{}
 		now := r.cfg.Now()
