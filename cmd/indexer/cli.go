@@ -90,7 +90,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	fs := flag.NewFlagSet("indexer "+c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	config := fs.String("config", "", "read flag values from this file of 'flag = value' lines (# starts a comment)")
+	config := fs.String("config", "", "read flag values from this `file` of 'flag = value' lines (# starts a comment)")
 	runFn := c.setup(fs, a)
 	fs.Usage = func() {} // printed below, once
 	if err := fs.Parse(interspersed(fs, args[1:])); err != nil {

@@ -29,7 +29,7 @@ func init() {
 const maxReported = 20
 
 func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
-	ro := addRedisFlags(fs)
+	ro := addIndexFlags(fs)
 	do := addDecoderFlags(fs)
 	file := fs.String("file", "-", "NDJSON `file` of events, one per line; - reads stdin")
 	batch := fs.Int("batch-size", 1000, "events applied per patch_index call")
@@ -49,7 +49,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			return err
 		}
 		defer closeIn()
-		x, c, err := ro.openIndex(ctx, index.Config{MaxOpsPerCall: *batch})
+		x, c, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: *batch})
 		if err != nil {
 			return err
 		}

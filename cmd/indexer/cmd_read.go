@@ -54,7 +54,7 @@ func (t *tableFlags) required() error {
 }
 
 func setupGet(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
-	ro := addRedisFlags(fs)
+	ro := addIndexFlags(fs)
 	tf := addTableFlags(fs, "of the file (required)")
 	return func(ctx context.Context, args []string) error {
 		if err := tf.required(); err != nil {
@@ -82,19 +82,23 @@ func setupGet(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 }
 
 func setupQuery(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
-	ro := addRedisFlags(fs)
+	ro := addIndexFlags(fs)
 	tf := addTableFlags(fs, "to query (required)")
 	after := fs.String("after", "", "keep files with data at or after this `time` (RFC 3339 or Unix ns)")
 	before := fs.String("before", "", "keep files with data at or before this `time` (RFC 3339 or Unix ns)")
 	folder := fs.String("folder", "", "keep folders starting with this `prefix`, e.g. date=2024-01-15 or date=2024-01-15/hour=14")
 	iteration := fs.Int("iteration", 0, "keep files of this merge iteration `N` (<name>.N.parquet); 0 keeps all")
 	format := fs.String("format", "table", "output `format`: table, json (one array) or ndjson (one entry per line)")
+	limit := fs.Int("limit", 0, "print at most `N` entries (0: all)")
 	return func(ctx context.Context, args []string) error {
 		if err := tf.required(); err != nil {
 			return err
 		}
 		if len(args) > 0 {
 			return usagef("unexpected argument %q", args[0])
+		}
+		if *limit < 0 {
+			return usagef("--limit must not be negative")
 		}
 		q := index.Query{Database: tf.database, Table: tf.table, Folder: *folder, Iteration: *iteration}
 		var err error
@@ -123,6 +127,9 @@ func setupQuery(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			}
 			if err := w.write(e); err != nil {
 				return err
+			}
+			if *limit > 0 && w.n >= *limit {
+				break
 			}
 		}
 		return w.close()
@@ -184,7 +191,7 @@ func (w *entryWriter) close() error {
 }
 
 func setupStats(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
-	ro := addRedisFlags(fs)
+	ro := addIndexFlags(fs)
 	tf := addTableFlags(fs, "to show (default all)")
 	format := fs.String("format", "table", "output `format`: table or json")
 	return func(ctx context.Context, args []string) error {
@@ -236,7 +243,7 @@ func setupStats(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 }
 
 func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
-	ro := addRedisFlags(fs)
+	ro := addIndexFlags(fs)
 	tf := addTableFlags(fs, "to check (default all; give both to check one table)")
 	return func(ctx context.Context, args []string) error {
 		if (tf.database == "") != (tf.table == "") {

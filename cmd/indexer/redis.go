@@ -42,6 +42,13 @@ func addRedisFlags(fs *flag.FlagSet) *redisOptions {
 	fs.StringVar(&o.keyFile, "redis-key", "", "PEM client key `file` for --redis-cert")
 	fs.BoolVar(&o.insecure, "redis-insecure-skip-verify", false,
 		"do not verify the Redis server's TLS certificate (unsafe: only for testing)")
+	return o
+}
+
+// addIndexFlags adds the Redis flags of commands that read or write the
+// index.
+func addIndexFlags(fs *flag.FlagSet) *redisOptions {
+	o := addRedisFlags(fs)
 	fs.StringVar(&o.prefix, "key-prefix", index.DefaultPrefix,
 		"`prefix` of indexer's own Redis keys (tombstones, statistics, registry); GigAPI's files:/folders: keys keep their names")
 	return o

@@ -67,7 +67,10 @@ func Classify(err error) Class {
 		return Retry
 	case errors.Is(err, ErrGroupMissing), errors.Is(err, ErrStreamMissing),
 		errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
-		errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrPermissionViolation):
+		errors.Is(err, jetstream.ErrConsumerDeleted),
+		errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrPermissionViolation),
+		// The connection reconnects forever; closed means closed for good.
+		errors.Is(err, nats.ErrConnectionClosed):
 		return Fatal
 	case errors.As(err, &ve):
 		return Poison
@@ -75,8 +78,7 @@ func Classify(err error) Class {
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, net.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed),
-		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
-		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, jetstream.ErrNoHeartbeat):
 		return Retry
 	case errors.As(err, &rerr):

@@ -62,6 +62,11 @@ type Runner struct {
 	cfg Config
 	log *slog.Logger
 	seq int64 // batches handled, for logs
+
+	// held are the batches fetched and not yet handled (the one being
+	// applied and the one fetched meanwhile); their leases are renewed.
+	mu   sync.Mutex
+	held map[*Message][]Message
 }
 
 // New validates cfg and returns a Runner.
@@ -146,6 +151,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.lagLoop(fctx)
 	}()
+	// Leases are renewed until the last batch is handled.
+	lctx, stopLeases := context.WithCancel(pctx)
+	var lwg sync.WaitGroup
+	lwg.Add(1)
+	go func() {
+		defer lwg.Done()
+		r.renewLeases(lctx)
+	}()
+	defer func() { stopLeases(); lwg.Wait() }()
 
 	var err error
 	for b := range batches {
@@ -175,6 +189,7 @@ func (r *Runner) fetchLoop(ctx context.Context, out chan<- []Message) error {
 	for ctx.Err() == nil {
 		batch, err := r.fill(ctx)
 		if len(batch) > 0 {
+			r.hold(batch)
 			out <- batch // the processor drains the channel until it closes
 		}
 		if err == nil {
@@ -243,8 +258,7 @@ func (r *Runner) process(ctx context.Context, msgs []Message) error {
 	r.seq++
 	log := r.log.With("batch", r.seq)
 	start := time.Now()
-	stopExtend := r.extend(ctx, msgs)
-	defer stopExtend()
+	defer r.release(msgs)
 	failpoint.Inject(failpoint.AfterFetch)
 
 	var lost, valid []Message
@@ -429,31 +443,56 @@ func (r *Runner) backoff() *backoff.ExponentialBackOff {
 	)
 }
 
-// extend renews the lease of msgs while the batch is handled, if the
-// source has leases. The returned function stops it.
-func (r *Runner) extend(ctx context.Context, msgs []Message) func() {
+// hold registers a fetched batch for lease renewal until release.
+func (r *Runner) hold(batch []Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held == nil {
+		r.held = make(map[*Message][]Message)
+	}
+	r.held[&batch[0]] = batch
+}
+
+// release ends the lease renewal of a handled batch.
+func (r *Runner) release(batch []Message) {
+	if len(batch) == 0 {
+		return
+	}
+	r.mu.Lock()
+	delete(r.held, &batch[0])
+	r.mu.Unlock()
+}
+
+// renewLeases renews, every ExtendEvery, the leases of all the batches the
+// worker holds — the one being applied and the one fetched meanwhile — if
+// the source has leases, so that a slow batch is not delivered to another
+// worker while this one still works on it.
+func (r *Runner) renewLeases(ctx context.Context) {
 	ext, ok := r.cfg.Source.(Extender)
 	if !ok || ext.ExtendEvery() <= 0 {
-		return func() {}
+		return
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(ext.ExtendEvery())
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := ext.Extend(ctx, msgs); err != nil && ctx.Err() == nil {
-					r.log.Warn("lease renewal failed", "err", err)
-				}
-			}
+	t := time.NewTicker(ext.ExtendEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-	}()
-	return func() { cancel(); <-done }
+		r.mu.Lock()
+		var msgs []Message
+		for _, b := range r.held {
+			msgs = append(msgs, b...)
+		}
+		r.mu.Unlock()
+		if len(msgs) == 0 {
+			continue
+		}
+		if err := ext.Extend(ctx, msgs); err != nil && ctx.Err() == nil {
+			r.log.Warn("lease renewal failed", "err", err)
+		}
+	}
 }
 
 // lagLoop refreshes the lag metric, if the source can tell it.

@@ -380,3 +380,45 @@ func TestShutdownDeadlineLeavesBatchUnacked(t *testing.T) {
 		}
 	})
 }
+
+// leasedSource records lease renewals.
+type leasedSource struct {
+	*memSource
+	mu       sync.Mutex
+	extended map[string]int
+}
+
+func (s *leasedSource) ExtendEvery() time.Duration { return time.Second }
+
+func (s *leasedSource) Extend(ctx context.Context, msgs []consumer.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		s.extended[m.ID]++
+	}
+	return nil
+}
+
+// TestLeasesCoverPrefetchedBatch: while a slow batch is applied, the
+// leases of both it and the batch fetched meanwhile are renewed, so
+// neither is delivered to another worker.
+func TestLeasesCoverPrefetchedBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &leasedSource{memSource: newMemSource(), extended: map[string]int{}}
+		x := &memIndex{delay: 10 * time.Second}
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, BatchSize: 5})
+		src.push(msgs(0, 10)...)
+		time.Sleep(5 * time.Second) // the first batch is being applied, the second waits
+		synctest.Wait()
+		src.mu.Lock()
+		for _, id := range []string{"m0", "m4", "m5", "m9"} {
+			if src.extended[id] < 3 {
+				t.Errorf("%s extended %d times in 5s, want every second", id, src.extended[id])
+			}
+		}
+		src.mu.Unlock()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package index_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"strings"
@@ -249,19 +250,31 @@ func TestApplyAfterScriptFlush(t *testing.T) {
 }
 
 func TestApplySplitsCalls(t *testing.T) {
-	x, _ := newIndex(t, index.Config{MaxOpsPerCall: 3})
+	x, _ := newIndex(t, index.Config{MaxEventsPerCall: 3})
 	var events []codec.Event
 	for i := 0; i < 7; i++ {
 		events = append(events, created(file(i, "f")))
 	}
-	// A replace of 4 files is never split: it gets a call of its own.
 	events = append(events, replaced([]codec.File{file(1, "g"), file(2, "g")}, []codec.File{file(1, "f"), file(2, "f")}))
 	res := apply(t, x, events...)
-	if res.Calls != 4 {
-		t.Errorf("calls = %d, want 4 (3+3+1+replace)", res.Calls)
+	if res.Calls != 3 {
+		t.Errorf("calls = %d, want 3 (3+3+2 events)", res.Calls)
 	}
 	if len(res.Outcomes) != len(events) || res.Count(index.Applied) != len(events) {
 		t.Errorf("outcomes = %v", res.Outcomes)
+	}
+
+	// File operations are capped at ten times the events: a replace of 25
+	// files is never split, but gets a call of its own.
+	x, _ = newIndex(t, index.Config{MaxEventsPerCall: 2})
+	var many []codec.File
+	for i := 0; i < 24; i++ {
+		many = append(many, file(5, fmt.Sprintf("m%d", i)))
+	}
+	big := replaced([]codec.File{file(5, "out")}, many)
+	res = apply(t, x, created(file(1, "a")), big, created(file(1, "b")))
+	if res.Calls != 3 {
+		t.Errorf("calls = %d, want 3 (the 25-file replace alone)", res.Calls)
 	}
 }
 
@@ -285,7 +298,7 @@ func TestProperty(t *testing.T) {
 	ctx := context.Background()
 	for _, seed := range []uint64{1, 2, 3, 4, 5} {
 		t.Run("seed="+string(rune('0'+seed)), func(t *testing.T) {
-			x, c := newIndex(t, index.Config{MaxOpsPerCall: 97})
+			x, c := newIndex(t, index.Config{MaxEventsPerCall: 97})
 			g := synth.New(synth.Config{Seed: seed, DeleteRatio: 0.35, ReplaceRatio: 0.08, Hours: 30})
 			history := g.Events(2500)
 			paths, deletes := map[string]bool{}, 0

@@ -38,35 +38,36 @@ var _ Client = (*redis.Client)(nil)
 type Config struct {
 	// Layout names the keys. Default: NewLayout(DefaultPrefix).
 	Layout *Layout
-	// MaxOpsPerCall bounds the file operations of one patch_index call, so
-	// Redis is never blocked long. A files.replaced event is never split, so
-	// a call holds at least one event. Default 1000.
-	MaxOpsPerCall int
+	// MaxEventsPerCall bounds the events of one patch_index call, so Redis
+	// is never blocked long; the file operations of a call are also kept
+	// under ten times this (a files.replaced event counts each of its files,
+	// and is never split: a call holds at least one event). Default 1000.
+	MaxEventsPerCall int
 	// Now is the clock; tombstones are scored with it. Default time.Now.
 	Now func() time.Time
 }
 
 // Index reads and writes the index. It is safe for concurrent use.
 type Index struct {
-	c      Client
-	layout Layout
-	maxOps int
-	now    func() time.Time
+	c         Client
+	layout    Layout
+	maxEvents int
+	now       func() time.Time
 }
 
 // New returns an Index over c. It does not contact Redis; call Load.
 func New(c Client, cfg Config) (*Index, error) {
-	x := &Index{c: c, maxOps: cfg.MaxOpsPerCall, now: cfg.Now}
+	x := &Index{c: c, maxEvents: cfg.MaxEventsPerCall, now: cfg.Now}
 	if cfg.Layout != nil {
 		x.layout = *cfg.Layout
 	} else {
 		x.layout, _ = NewLayout("")
 	}
-	if x.maxOps == 0 {
-		x.maxOps = 1000
+	if x.maxEvents == 0 {
+		x.maxEvents = 1000
 	}
-	if x.maxOps < 1 {
-		return nil, errors.New("index: MaxOpsPerCall must be at least 1")
+	if x.maxEvents < 1 {
+		return nil, errors.New("index: MaxEventsPerCall must be at least 1")
 	}
 	if x.now == nil {
 		x.now = time.Now
@@ -115,8 +116,8 @@ func (r Result) Count(o Outcome) int {
 	return n
 }
 
-// Apply applies events to the index in calls of at most MaxOpsPerCall file
-// operations each. Every event is validated first; an invalid one fails the
+// Apply applies events to the index in calls of at most MaxEventsPerCall
+// events each. Every event is validated first; an invalid one fails the
 // whole Apply before anything is written. If a call fails, the calls before
 // it stay applied; applying the same events again is harmless, so the
 // caller retries the whole slice. Apply does not retain events.
@@ -130,7 +131,7 @@ func (x *Index) Apply(ctx context.Context, events []codec.Event) (Result, error)
 	var b batch
 	start := 0
 	for i := range events {
-		if i > start && !b.fits(&events[i], x.maxOps) {
+		if i > start && !b.fits(&events[i], i-start, x.maxEvents) {
 			if err := x.call(ctx, &b, events[start:i], &res); err != nil {
 				return res, err
 			}
@@ -193,10 +194,11 @@ type batch struct {
 	buf    []byte
 }
 
-// fits reports whether e can join the call without exceeding maxOps or
-// making a counter delta inexact in Lua (sums must stay below 2^53).
-func (b *batch) fits(e *codec.Event, maxOps int) bool {
-	if len(b.patch.Ops)+e.NumFiles() > maxOps {
+// fits reports whether e can join a call holding n events without
+// exceeding maxEvents events or 10×maxEvents file operations, or making a
+// counter delta inexact in Lua (sums must stay below 2^53).
+func (b *batch) fits(e *codec.Event, n, maxEvents int) bool {
+	if n >= maxEvents || len(b.patch.Ops)+e.NumFiles() > 10*maxEvents {
 		return false
 	}
 	size, rows := b.size, b.rows

@@ -1,6 +1,7 @@
 // Package telemetry owns the worker's Prometheus metrics and its HTTP
-// endpoints: /metrics, /healthz (the process is alive) and /readyz (the
-// worker can reach its source and Redis and applies batches).
+// endpoints: /metrics, /healthz (the process is alive), /readyz (the
+// worker can reach its source and Redis and applies batches) and Go's
+// profiles under /debug/pprof/.
 //
 // Every method of *Metrics is safe on a nil receiver, so components take an
 // optional *Metrics.
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -155,9 +157,15 @@ func (m *Metrics) SetReady(ok bool) {
 // Ready reports what /readyz reports.
 func (m *Metrics) Ready() bool { return m != nil && m.ready.Load() }
 
-// Handler serves /metrics, /healthz and /readyz.
+// Handler serves /metrics, /healthz, /readyz and Go's profiles under
+// /debug/pprof/ (the listener is loopback unless configured otherwise).
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))

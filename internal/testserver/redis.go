@@ -1,11 +1,14 @@
-// Package testserver starts real servers (redis-server) on free loopback
-// ports with their own temporary directories, for tests and benchmarks.
-// Nothing here is a fake: every server is a child process of the caller.
+// Package testserver starts real servers on free loopback ports with their
+// own temporary directories, for tests and benchmarks: redis-server as a
+// child process of the caller, and nats-server with JetStream in-process
+// (internal/natsserver, the same code 'indexer run --embedded-nats' uses).
+// Nothing here is a fake.
 //
-// Servers are started in their own process group, so a Ctrl-C sent to the
-// terminal does not kill them before test cleanup runs, and on Linux they get
-// SIGKILL when the process that started them dies, so a crashed test binary
-// does not leak servers. The package needs a Unix-like system.
+// redis-server processes are started in their own process group, so a
+// Ctrl-C sent to the terminal does not kill them before test cleanup runs,
+// and on Linux they get SIGKILL when the process that started them dies, so
+// a crashed test binary does not leak servers. The package needs a
+// Unix-like system.
 package testserver
 
 import (

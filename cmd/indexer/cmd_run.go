@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/internal/consumer/jetstream"
+	"github.com/streamindex/indexer/internal/consumer/redisstream"
+	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/telemetry"
+)
+
+func init() {
+	register(&command{
+		name: "run",
+		summary: "the long-running worker: read events in batches, apply each batch atomically, acknowledge after it applied; " +
+			"SIGINT/SIGTERM finish the batch in flight and exit 0",
+		setup: setupRun,
+	})
+}
+
+// workerOptions are the tuning flags of the consume loop.
+type workerOptions struct {
+	consumer        string
+	batchSize       int
+	batchBytes      int
+	linger          time.Duration
+	maxDeliver      int
+	claimMinIdle    time.Duration
+	shutdownTimeout time.Duration
+	metricsAddr     string
+}
+
+func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
+	o := &workerOptions{}
+	fs.StringVar(&o.consumer, "consumer", "", "this worker's consumer `name` in the group; default hostname-pid (unique per process)")
+	fs.IntVar(&o.batchSize, "batch-size", 1000, "most `events` per batch (one atomic patch_index call per 1,000 events)")
+	fs.IntVar(&o.batchBytes, "batch-bytes", 4<<20, "a batch stops filling at this many payload `bytes`")
+	fs.DurationVar(&o.linger, "linger", 10*time.Millisecond, "how long a batch waits for more events after its first one")
+	fs.IntVar(&o.maxDeliver, "max-deliver", 5, "a message delivered more than this many `times` goes to the dead-letter stream")
+	fs.DurationVar(&o.claimMinIdle, "claim-min-idle", 60*time.Second,
+		"redis: take over messages another worker held unacknowledged this long (a dead worker's batch)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed to finish and acknowledge the batch in flight")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464",
+		"`address` serving /metrics, /healthz and /readyz (127.0.0.1:0 picks a free port, empty disables)")
+	return o
+}
+
+func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
+	ro := addIndexFlags(fs)
+	so := addStreamFlags(fs, true)
+	no := addNATSFlags(fs, true)
+	do := addDecoderFlags(fs)
+	wo := addWorkerFlags(fs)
+	lo := addLogFlags(fs)
+	ackWait := fs.Duration("ack-wait", 30*time.Second, "nats: AckWait of the consumer the embedded server's setup creates (--embedded-nats)")
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			return usagef("unexpected argument %q", args[0])
+		}
+		if err := so.validate(); err != nil {
+			return err
+		}
+		if no.embeddedDir != "" && so.source != sourceNATS {
+			return usagef("--embedded-nats needs --source nats")
+		}
+		if wo.consumer == "" {
+			wo.consumer = defaultConsumerName()
+		}
+		log, err := lo.logger(a)
+		if err != nil {
+			return err
+		}
+		dec, err := do.decoder()
+		if err != nil {
+			return err
+		}
+		log = log.With("source", so.source, "stream", so.stream, "group", so.group, "consumer", wo.consumer)
+
+		x, rc, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000})
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+
+		var src consumer.Source
+		switch so.source {
+		case sourceRedis:
+			src, err = redisstream.New(rc, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
+				DeadLetterStream: so.deadLetter, ClaimMinIdle: wo.claimMinIdle, Logger: log})
+			if err != nil {
+				return usagef("%v", err)
+			}
+		case sourceNATS:
+			_, js, closeNATS, err := no.connect(log, "indexer "+wo.consumer)
+			if err != nil {
+				return err
+			}
+			// The embedded server is stopped only after the worker drained.
+			defer closeNATS()
+			if no.embeddedDir != "" {
+				if err := embeddedSetup(ctx, js, so, wo, *ackWait, log); err != nil {
+					return err
+				}
+			}
+			if src, err = jetstream.New(ctx, js, jetstream.Config{Stream: so.stream, Consumer: so.group, Logger: log}); err != nil {
+				return err
+			}
+		}
+		defer src.Close()
+
+		metrics := telemetry.NewMetrics(so.source)
+		var wg sync.WaitGroup
+		srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+		defer func() { stopSrv(); wg.Wait() }()
+		if wo.metricsAddr != "" {
+			srv, err := telemetry.Listen(wo.metricsAddr, metrics.Handler())
+			if err != nil {
+				return fmt.Errorf("--metrics-addr %s: %v (pick another address, or 127.0.0.1:0 for any free port)", wo.metricsAddr, err)
+			}
+			log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr())
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := srv.Serve(srvCtx, log); err != nil {
+					log.Error("metrics server", "err", err)
+				}
+			}()
+		}
+
+		r, err := consumer.New(consumer.Config{Source: src, Index: x, Decoder: dec, BatchSize: wo.batchSize, BatchBytes: wo.batchBytes,
+			Linger: wo.linger, MaxDeliver: wo.maxDeliver, ShutdownTimeout: wo.shutdownTimeout, Logger: log, Metrics: metrics})
+		if err != nil {
+			return usagef("%v", err)
+		}
+		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver)
+		err = r.Run(ctx)
+		if err != nil {
+			log.Error("worker stopped", "err", err)
+			return explainRun(err, so)
+		}
+		log.Info("worker stopped cleanly")
+		return nil
+	}
+}
+
+// explainRun adds the fix to fatal loop errors.
+func explainRun(err error, so *streamOptions) error {
+	switch {
+	case errors.Is(err, consumer.ErrGroupMissing), errors.Is(err, consumer.ErrStreamMissing):
+		return fmt.Errorf("%v\nThe worker never creates it itself (that could skip events). Create it with: indexer setup --source %s --stream %s --group %s",
+			err, so.source, so.stream, so.group)
+	}
+	return err
+}

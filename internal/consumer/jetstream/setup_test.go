@@ -1,0 +1,142 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamindex/indexer/internal/testserver"
+)
+
+func TestSetupIdempotent(t *testing.T) {
+	srv := testserver.NATS(t)
+	_, js := testConn(t, srv.ClientURL(), "setup")
+	ctx := context.Background()
+	cfg := testNames(1)
+	created, warnings, err := Setup(ctx, js, cfg)
+	if err != nil || !created {
+		t.Fatalf("first Setup: created %v, %v", created, err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "max_age") || !strings.Contains(warnings[0], "168h0m0s") {
+		t.Errorf("warnings %q, want one about the default max_age of 7 days", warnings)
+	}
+	created, _, err = Setup(ctx, js, cfg)
+	if err != nil || created {
+		t.Fatalf("second Setup: created %v, %v", created, err)
+	}
+
+	s, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	if sc.Retention != natsjs.LimitsPolicy || sc.Storage != natsjs.FileStorage || sc.Duplicates != 2*time.Minute ||
+		sc.MaxAge != 7*24*time.Hour || len(sc.Subjects) != 1 || sc.Subjects[0] != "t1.events.>" {
+		t.Errorf("events stream %+v", sc)
+	}
+	d, err := js.Stream(ctx, cfg.DeadLetters)
+	if err != nil || d.CachedInfo().Config.Subjects[0] != "t1.dlq.>" || d.CachedInfo().Config.MaxAge != 0 {
+		t.Errorf("dead-letter stream: %v", err)
+	}
+	c, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.CachedInfo().Config
+	if cc.AckPolicy != natsjs.AckExplicitPolicy || cc.AckWait != 30*time.Second || cc.MaxDeliver != 6 ||
+		cc.MaxAckPending != 20000 || cc.DeliverSubject != "" {
+		t.Errorf("consumer %+v", cc)
+	}
+}
+
+func TestSetupMismatchNamesFields(t *testing.T) {
+	srv := testserver.NATS(t)
+	_, js := testConn(t, srv.ClientURL(), "setup")
+	ctx := context.Background()
+	cfg := testNames(1)
+	if _, _, err := Setup(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	other := cfg
+	other.AckWait, other.MaxDeliver = 10*time.Second, 3
+	_, _, err := Setup(ctx, js, other)
+	var me *MismatchError
+	if !errors.As(err, &me) || me.Kind != "consumer" {
+		t.Fatalf("Setup with another AckWait: %v, want a consumer *MismatchError", err)
+	}
+	fields := map[string]bool{}
+	for _, d := range me.Diffs {
+		fields[d.Field] = true
+	}
+	if !fields["ack_wait"] || !fields["max_deliver"] || len(me.Diffs) != 2 {
+		t.Errorf("diffs %+v, want ack_wait and max_deliver", me.Diffs)
+	}
+	for _, want := range []string{"ack_wait is 30s, want 10s", "nats consumer rm T1 workers"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+
+	other = cfg
+	other.MaxAge, other.Duplicates = time.Hour, time.Minute
+	_, _, err = Setup(ctx, js, other)
+	if !errors.As(err, &me) || me.Kind != "stream" || me.Name != "T1" {
+		t.Fatalf("Setup with another MaxAge: %v, want a stream *MismatchError", err)
+	}
+	if !strings.Contains(err.Error(), "max_age is 168h0m0s, want 1h0m0s") || !strings.Contains(err.Error(), "duplicate_window is 2m0s, want 1m0s") {
+		t.Errorf("error %q does not name max_age and duplicate_window", err)
+	}
+	// Nothing was changed.
+	if _, _, err := Setup(ctx, js, cfg); err != nil {
+		t.Errorf("Setup with the first settings after refusals: %v", err)
+	}
+}
+
+func TestSetupWarningsAndOptions(t *testing.T) {
+	srv := testserver.NATS(t)
+	_, js := testConn(t, srv.ClientURL(), "setup")
+	ctx := context.Background()
+
+	cfg := testNames(1)
+	cfg.MaxAge = -1
+	_, warnings, err := Setup(ctx, js, cfg)
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("Setup without limits: %q, %v; want no warnings", warnings, err)
+	}
+
+	cfg = testNames(2)
+	cfg.MaxBytes, cfg.MaxMsgs = 1<<30, 1000
+	cfg.DeliverFrom.Seq = 3
+	_, warnings, err = Setup(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "max_bytes") || !strings.Contains(warnings[0], "max_msgs") || !strings.Contains(warnings[0], "has not read yet") {
+		t.Errorf("warnings %q, want one naming max_bytes and max_msgs", warnings)
+	}
+	c, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
+	if err != nil || c.CachedInfo().Config.OptStartSeq != 3 || c.CachedInfo().Config.DeliverPolicy != natsjs.DeliverByStartSequencePolicy {
+		t.Errorf("DeliverFrom.Seq not applied: %v", err)
+	}
+	cfg.DeliverFrom = DeliverFrom{Time: time.Now()}
+	_, warnings, err = Setup(ctx, js, cfg)
+	if err != nil || len(warnings) != 2 || !strings.Contains(warnings[1], "DeliverFrom was ignored") {
+		t.Errorf("Setup again with another DeliverFrom: %q, %v", warnings, err)
+	}
+
+	for name, bad := range map[string]SetupConfig{
+		"replicas":    {Replicas: 7},
+		"duplicates":  {MaxAge: time.Minute, Duplicates: time.Hour},
+		"deliverfrom": {DeliverFrom: DeliverFrom{Seq: 1, Time: time.Now()}},
+		"prefixes":    {SubjectPrefix: "x", DeadLetterPrefix: "x"},
+	} {
+		if _, _, err := Setup(ctx, js, bad); err == nil {
+			t.Errorf("%s: Setup(%+v) succeeded", name, bad)
+		}
+	}
+}

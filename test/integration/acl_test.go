@@ -1,0 +1,87 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/testserver"
+)
+
+// TestRedisLeastPrivilegeACL runs setup, a worker and the read-only tools
+// as the ACL users the README documents, so the documented permissions are
+// exactly enough.
+func TestRedisLeastPrivilegeACL(t *testing.T) {
+	e := newEnv(t, testserver.RedisConfig{})
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ACL lines of the README, continuation lines joined.
+	block := regexp.MustCompile("(?s)```\n(  # workers.*?)```").FindSubmatch(readme)
+	if block == nil {
+		t.Fatal("README has no ACL block")
+	}
+	text := strings.ReplaceAll(string(block[1]), "\\\n", " ")
+	ctx := context.Background()
+	users := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "ACL SETUSER") {
+			continue
+		}
+		args := []any{}
+		for _, f := range strings.Fields(line) {
+			args = append(args, f)
+		}
+		name := args[2].(string)
+		pw := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(args[4].(string), ">"), "_PASSWORD")) + "-pw"
+		args[4] = ">" + pw
+		if err := e.rdb.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		users[name] = pw
+	}
+	if len(users) != 3 {
+		t.Fatalf("README defines users %v, want worker, admin and reader", users)
+	}
+	as := func(user string) []string {
+		return []string{"INDEXER_REDIS_URL=redis://" + user + ":" + users[user] + "@" + e.redis.Addr() + "/0"}
+	}
+	admin := *e
+	admin.vars = append(append([]string{}, e.vars...), as("indexer-admin")...)
+	admin.must("", "setup", "--source", "redis")
+
+	h := e.publish(3000, 21) // writers use their own credentials
+	w := e.start("w1", as("indexer-worker"), redisWorkerArgs()...)
+	e.waitRedisDrained(stream, group, time.Minute)
+	e.checkIndex(h.model)
+
+	reader := *e
+	reader.vars = append(append([]string{}, e.vars...), as("indexer-reader")...)
+	reader.must("", "check")
+	reader.must("", "stats")
+	reader.must("", "query", "--database", "demo", "--table", "events", "--format", "ndjson")
+
+	// And not more: the worker cannot flush, the reader cannot write.
+	wc := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), Username: "indexer-worker", Password: users["indexer-worker"]})
+	defer wc.Close()
+	if err := wc.FlushAll(ctx).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("worker FLUSHALL: %v, want NOPERM", err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), Username: "indexer-reader", Password: users["indexer-reader"]})
+	defer rc.Close()
+	if err := rc.HSet(ctx, "files:demo:events:date=2024-01-15", "x", "y").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("reader HSET: %v, want NOPERM", err)
+	}
+	ev := `{"v":1,"id":"a","type":"file.created","time":1,"database":"demo","table":"events","layer":"default","path":"date=2024-01-15/hour=01/acl.1.parquet","size_bytes":1,"row_count":1,"chunk_time":1,"min_time":1,"max_time":2}`
+	if r := reader.indexer(ev+"\n", "apply"); r.code == 0 || !strings.Contains(r.stderr, "NOPERM") {
+		t.Errorf("reader apply: exit %d, %s; want a NOPERM failure", r.code, r.stderr)
+	}
+	_ = w
+}
