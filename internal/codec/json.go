@@ -326,8 +326,7 @@ func (s *jsonSource) stats() (Stats, error) {
 		if !ok {
 			return b.done(), nil
 		}
-		col := string(name)
-		if err := b.name(col); err != nil {
+		if err := b.name(name, true); err != nil {
 			return Stats{}, err
 		}
 		k, err := s.peek()
@@ -336,12 +335,11 @@ func (s *jsonSource) stats() (Stats, error) {
 		}
 		switch k {
 		case '"':
-			v, err := s.str()
+			v, err := s.strBytes()
 			if err != nil {
 				return Stats{}, err
 			}
-			err = b.str(col, v)
-			if err != nil {
+			if err := b.str(v, true); err != nil {
 				return Stats{}, err
 			}
 		case '0':
@@ -349,7 +347,7 @@ func (s *jsonSource) stats() (Stats, error) {
 			if err != nil {
 				return Stats{}, syntax(err)
 			}
-			if err := b.number(col, v); err != nil {
+			if err := b.number(v); err != nil {
 				return Stats{}, err
 			}
 		case 't', 'f', 'n':
@@ -357,9 +355,9 @@ func (s *jsonSource) stats() (Stats, error) {
 			if err != nil {
 				return Stats{}, syntax(err)
 			}
-			b.literal(string(v))
+			b.buf = append(b.buf, v...)
 		default:
-			return Stats{}, fieldError{col, "must be a string, number, boolean or null, not " + kindName(k)}
+			return Stats{}, fieldError{b.lastName(), "must be a string, number, boolean or null, not " + kindName(k)}
 		}
 	}
 }

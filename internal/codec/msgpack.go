@@ -250,28 +250,28 @@ func (s *msgpackSource) stats() (Stats, error) {
 		if !ok {
 			return b.done(), nil
 		}
-		col := string(name)
-		if err := b.name(col); err != nil {
+		// rawString checked the name's UTF-8.
+		if err := b.name(name, true); err != nil {
 			return Stats{}, err
 		}
-		if err := s.statsValue(b, col); err != nil {
+		if err := s.statsValue(b); err != nil {
 			return Stats{}, err
 		}
 	}
 }
 
-func (s *msgpackSource) statsValue(b *statsBuilder, col string) error {
+func (s *msgpackSource) statsValue(b *statsBuilder) error {
 	c, err := s.peek()
 	if err != nil {
 		return err
 	}
 	switch {
 	case msgpcode.IsString(c):
-		v, err := s.str()
+		v, err := s.strBytes()
 		if err != nil {
-			return fieldError{col, err.Error()}
+			return fieldError{b.lastName(), err.Error()}
 		}
-		return b.str(col, v)
+		return b.str(v, true)
 	case c == msgpcode.Uint64:
 		v, err := s.dec.DecodeUint64()
 		if err != nil {
@@ -289,30 +289,30 @@ func (s *msgpackSource) statsValue(b *statsBuilder, col string) error {
 		if err != nil {
 			return badMsgpack(err)
 		}
-		return b.float(col, float64(v), 32)
+		return b.float(float64(v), 32)
 	case c == msgpcode.Double:
 		v, err := s.dec.DecodeFloat64()
 		if err != nil {
 			return badMsgpack(err)
 		}
-		return b.float(col, v, 64)
+		return b.float(v, 64)
 	case c == msgpcode.True || c == msgpcode.False:
 		v, err := s.dec.DecodeBool()
 		if err != nil {
 			return badMsgpack(err)
 		}
 		if v {
-			b.literal("true")
+			b.buf = append(b.buf, "true"...)
 		} else {
-			b.literal("false")
+			b.buf = append(b.buf, "false"...)
 		}
 	case c == msgpcode.Nil:
 		if err := s.dec.DecodeNil(); err != nil {
 			return badMsgpack(err)
 		}
-		b.literal("null")
+		b.buf = append(b.buf, "null"...)
 	default:
-		return fieldError{col, "must be a string, number, boolean or null, not " + codeName(c)}
+		return fieldError{b.lastName(), "must be a string, number, boolean or null, not " + codeName(c)}
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func StatsFromMap(m map[string]any) (Stats, error) {
 			}
 		}
 	}) {
-		if err := b.name(k); err != nil {
+		if err := b.name([]byte(k), false); err != nil {
 			return Stats{}, err
 		}
 		var err error
@@ -94,7 +94,7 @@ func StatsFromMap(m map[string]any) (Stats, error) {
 		case bool:
 			b.literal(strconv.FormatBool(v))
 		case string:
-			err = b.str(k, v)
+			err = b.str([]byte(v), false)
 		case int:
 			b.int(int64(v))
 		case int8:
@@ -116,9 +116,9 @@ func StatsFromMap(m map[string]any) (Stats, error) {
 		case uint64:
 			b.uint(v)
 		case float32:
-			err = b.float(k, float64(v), 32)
+			err = b.float(float64(v), 32)
 		case float64:
-			err = b.float(k, v, 64)
+			err = b.float(v, 64)
 		default:
 			err = fieldError{k, fmt.Sprintf("unsupported value of type %T: use a string, number, boolean or nil", v)}
 		}
@@ -130,12 +130,22 @@ func StatsFromMap(m map[string]any) (Stats, error) {
 }
 
 // statsBuilder writes canonical Stats text; both decoders and StatsFromMap
-// use it, so every Stats has one form whatever its origin.
+// use it, so every Stats has one form whatever its origin. It is built for
+// speed: names and strings that are already canonical (the usual case) are
+// copied, and duplicates of small objects are found without a map.
 type statsBuilder struct {
 	buf   []byte
 	n     int
-	names map[string]struct{}
+	spans []span              // the quoted names in buf, in order
+	index map[string]struct{} // the quoted names, once an object has many
 }
+
+// span is a range of buf.
+type span struct{ start, end int }
+
+// smallStats is the column count up to which duplicates are found by
+// comparing with every earlier name.
+const smallStats = 16
 
 // fieldError is an error about a member of a min/max object; the decoder
 // turns it into a ValidationError on "<field>.<sub>".
@@ -146,53 +156,102 @@ func (e fieldError) Error() string { return e.sub + ": " + e.reason }
 func (b *statsBuilder) begin() {
 	b.buf = append(b.buf[:0], '{')
 	b.n = 0
-	if b.names == nil {
-		b.names = make(map[string]struct{})
+	b.spans = b.spans[:0]
+	if b.index != nil {
+		clear(b.index)
 	}
-	clear(b.names)
 }
 
-func (b *statsBuilder) name(name string) error {
-	if !utf8.ValidString(name) {
+// lastName returns the name of the column being written, for errors.
+func (b *statsBuilder) lastName() string {
+	sp := b.spans[len(b.spans)-1]
+	u, err := jsontext.AppendUnquote(nil, b.buf[sp.start:sp.end])
+	if err != nil {
+		return string(b.buf[sp.start:sp.end])
+	}
+	return string(u)
+}
+
+// name starts a column. utf8OK says name is known to be valid UTF-8 (the
+// JSON decoder checked it).
+func (b *statsBuilder) name(name []byte, utf8OK bool) error {
+	if !utf8OK && !utf8.Valid(name) {
 		return errors.New("column name is not valid UTF-8")
 	}
-	if !validStatsName(name) {
-		return fieldError{name, fmt.Sprintf("column names must be 1 to %d characters", MaxColumnName)}
-	}
-	if _, dup := b.names[name]; dup {
-		return fieldError{name, "duplicate column"}
+	if len(name) == 0 || len(name) > MaxColumnName && utf8.RuneCount(name) > MaxColumnName {
+		return fieldError{string(name), fmt.Sprintf("column names must be 1 to %d characters", MaxColumnName)}
 	}
 	if b.n == MaxStatsColumns {
 		return fmt.Errorf("more than %d columns", MaxStatsColumns)
 	}
-	b.names[name] = struct{}{}
+	mark := len(b.buf)
 	if b.n > 0 {
 		b.buf = append(b.buf, ',')
 	}
+	start := len(b.buf)
+	b.buf = appendQuoted(b.buf, name)
+	q := b.buf[start:]
+	if b.n < smallStats {
+		for _, sp := range b.spans {
+			if bytes.Equal(b.buf[sp.start:sp.end], q) {
+				b.buf = b.buf[:mark]
+				return fieldError{string(name), "duplicate column"}
+			}
+		}
+	} else {
+		if b.index == nil {
+			b.index = make(map[string]struct{})
+		}
+		if len(b.index) == 0 {
+			for _, sp := range b.spans {
+				b.index[string(b.buf[sp.start:sp.end])] = struct{}{}
+			}
+		}
+		if _, dup := b.index[string(q)]; dup {
+			b.buf = b.buf[:mark]
+			return fieldError{string(name), "duplicate column"}
+		}
+		b.index[string(q)] = struct{}{}
+	}
+	b.spans = append(b.spans, span{start, len(b.buf)})
 	b.n++
-	b.buf, _ = jsontext.AppendQuote(b.buf, name)
 	b.buf = append(b.buf, ':')
 	return nil
+}
+
+// appendQuoted appends s as a JSON string with jsontext's canonical
+// escaping; s must be valid UTF-8. Text needing no escape is copied.
+func appendQuoted(dst, s []byte) []byte {
+	for _, c := range s {
+		if c < 0x20 || c == '"' || c == '\\' {
+			dst, _ = jsontext.AppendQuote(dst, s)
+			return dst
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 func (b *statsBuilder) literal(s string) { b.buf = append(b.buf, s...) }
 func (b *statsBuilder) int(v int64)      { b.buf = strconv.AppendInt(b.buf, v, 10) }
 func (b *statsBuilder) uint(v uint64)    { b.buf = strconv.AppendUint(b.buf, v, 10) }
 
-func (b *statsBuilder) str(col, v string) error {
-	if !utf8.ValidString(v) {
-		return fieldError{col, "string is not valid UTF-8"}
+// str writes a string value; utf8OK as for name.
+func (b *statsBuilder) str(v []byte, utf8OK bool) error {
+	if !utf8OK && !utf8.Valid(v) {
+		return fieldError{b.lastName(), "string is not valid UTF-8"}
 	}
-	if utf8.RuneCountInString(v) > MaxStatsString {
-		return fieldError{col, fmt.Sprintf("string values are limited to %d characters", MaxStatsString)}
+	if len(v) > MaxStatsString && utf8.RuneCount(v) > MaxStatsString {
+		return fieldError{b.lastName(), fmt.Sprintf("string values are limited to %d characters", MaxStatsString)}
 	}
-	b.buf, _ = jsontext.AppendQuote(b.buf, v)
+	b.buf = appendQuoted(b.buf, v)
 	return nil
 }
 
-func (b *statsBuilder) float(col string, f float64, bits int) error {
+func (b *statsBuilder) float(f float64, bits int) error {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return fieldError{col, "number must be finite"}
+		return fieldError{b.lastName(), "number must be finite"}
 	}
 	if f == math.Trunc(f) && math.Abs(f) < 1<<63 {
 		b.int(int64(f))
@@ -202,8 +261,12 @@ func (b *statsBuilder) float(col string, f float64, bits int) error {
 	return nil
 }
 
-// number appends a JSON number given as text in canonical form.
-func (b *statsBuilder) number(col string, raw []byte) error {
+// number appends a JSON number given as text, in canonical form.
+func (b *statsBuilder) number(raw []byte) error {
+	if canonicalInt(raw) {
+		b.buf = append(b.buf, raw...)
+		return nil
+	}
 	if !bytes.ContainsAny(raw, ".eE") {
 		if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 			b.int(v)
@@ -216,9 +279,40 @@ func (b *statsBuilder) number(col string, raw []byte) error {
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil {
-		return fieldError{col, "number is out of the range of a 64-bit float"}
+		return fieldError{b.lastName(), "number is out of the range of a 64-bit float"}
 	}
-	return b.float(col, f, 64)
+	return b.float(f, 64)
+}
+
+// canonicalInt reports whether raw, a valid JSON number, is an integer
+// already in the form number writes: within int64 or uint64, and not -0.
+// (JSON has no leading zeros.)
+func canonicalInt(raw []byte) bool {
+	digits := raw
+	neg := len(raw) > 0 && raw[0] == '-'
+	if neg {
+		digits = raw[1:]
+	}
+	if len(digits) == 0 || len(digits) > 20 {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	switch {
+	case neg && len(digits) == 1 && digits[0] == '0':
+		return false // -0 is written 0
+	case len(digits) <= 18:
+		return true
+	case neg:
+		return len(digits) == 19 && string(digits) <= "9223372036854775808"
+	case len(digits) == 19:
+		return true // below 10^19, within uint64
+	default:
+		return string(digits) <= "18446744073709551615"
+	}
 }
 
 func (b *statsBuilder) done() Stats {

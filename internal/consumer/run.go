@@ -138,7 +138,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
-	batches := make(chan []Message) // unbuffered: one batch ready while one is applied
+	batches := make(chan *sorted) // unbuffered: one batch ready while one is applied
 	var fetchErr error
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -184,13 +184,13 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // fetchLoop fills batches and hands them to the processor until ctx is
 // done (a batch gathered by then is still handed over) or a fatal error.
-func (r *Runner) fetchLoop(ctx context.Context, out chan<- []Message) error {
+func (r *Runner) fetchLoop(ctx context.Context, out chan<- *sorted) error {
 	bo := r.backoff()
 	for ctx.Err() == nil {
 		batch, err := r.fill(ctx)
 		if len(batch) > 0 {
 			r.hold(batch)
-			out <- batch // the processor drains the channel until it closes
+			out <- r.sort(batch) // the processor drains the channel until it closes
 		}
 		if err == nil {
 			bo.Reset()
@@ -252,30 +252,33 @@ func (r *Runner) fill(ctx context.Context) ([]Message, error) {
 	}
 }
 
-// process handles one batch. It returns only a fatal error; everything
-// else leaves the affected messages unacknowledged for redelivery.
-func (r *Runner) process(ctx context.Context, msgs []Message) error {
-	r.seq++
-	log := r.log.With("batch", r.seq)
-	start := time.Now()
-	defer r.release(msgs)
-	failpoint.Inject(failpoint.AfterFetch)
+// sorted is a fetched batch sorted by what the loop will do with each
+// message; the fetch goroutine builds it, so decoding overlaps the
+// previous batch's apply.
+type sorted struct {
+	msgs         []Message // the whole batch, as fetched
+	lost, valid  []Message
+	dead         []DeadLetter
+	events       []codec.Event // one per valid message
+	redelivered  int
+	maxDelivered int
+}
 
-	var lost, valid []Message
-	var dead []DeadLetter
-	var events []codec.Event
-	redelivered, maxDelivered := 0, 0
+// sort decodes and validates a batch and sorts its messages. It decides
+// nothing about acknowledgement.
+func (r *Runner) sort(msgs []Message) *sorted {
+	b := &sorted{msgs: msgs, valid: make([]Message, 0, len(msgs)), events: make([]codec.Event, 0, len(msgs))}
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Deliveries > 1 {
-			redelivered++
+			b.redelivered++
 		}
 		switch {
 		case m.Lost:
-			lost = append(lost, *m)
+			b.lost = append(b.lost, *m)
 		case m.Deliveries > r.cfg.MaxDeliver:
-			maxDelivered++
-			dead = append(dead, DeadLetter{Message: *m, Reason: fmt.Sprintf(
+			b.maxDelivered++
+			b.dead = append(b.dead, DeadLetter{Message: *m, Reason: fmt.Sprintf(
 				"delivered %d times without being applied (more than --max-deliver %d); see the worker logs for the failure", m.Deliveries, r.cfg.MaxDeliver)})
 		default:
 			f, err := codec.ParseFormat(m.ContentType)
@@ -284,13 +287,26 @@ func (r *Runner) process(ctx context.Context, msgs []Message) error {
 				e, err = r.cfg.Decoder.Decode(f, m.Data)
 			}
 			if err != nil {
-				dead = append(dead, DeadLetter{Message: *m, Reason: err.Error()})
+				b.dead = append(b.dead, DeadLetter{Message: *m, Reason: err.Error()})
 				continue
 			}
-			valid = append(valid, *m)
-			events = append(events, e)
+			b.valid = append(b.valid, *m)
+			b.events = append(b.events, e)
 		}
 	}
+	return b
+}
+
+// process handles one batch. It returns only a fatal error; everything
+// else leaves the affected messages unacknowledged for redelivery.
+func (r *Runner) process(ctx context.Context, b *sorted) error {
+	r.seq++
+	log := r.log.With("batch", r.seq)
+	start := time.Now()
+	defer r.release(b.msgs)
+	failpoint.Inject(failpoint.AfterFetch)
+	msgs, lost, valid, dead, events := b.msgs, b.lost, b.valid, b.dead, b.events
+	redelivered, maxDelivered := b.redelivered, b.maxDelivered
 	r.cfg.Metrics.Redelivered(redelivered)
 
 	if len(lost) > 0 {
