@@ -98,14 +98,11 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		var pub publisher
 		switch so.source {
 		case sourceRedis:
-			c, err := ro.client()
+			c, err := ro.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if err := c.Ping(ctx).Err(); err != nil {
-				return ro.explain(err)
-			}
 			pub = redisPublisher{redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, MaxLen: *maxLen, Pipeline: publishBatch})}
 		case sourceNATS:
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -69,14 +69,11 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		}
 		switch so.source {
 		case sourceRedis:
-			c, err := ro.client()
+			c, err := ro.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if err := c.Ping(ctx).Err(); err != nil {
-				return ro.explain(err)
-			}
 			created, info, err := redisstream.Setup(ctx, c, so.stream, so.group, *from)
 			if err != nil {
 				return ro.explain(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,39 +21,18 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "indexer")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		os.Stderr.Write(out)
-		panic("go build: " + err.Error())
+	if binary, err = testserver.BuildIndexer(dir); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// result is what one run of the binary did.
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
 // indexer runs the binary with args, stdin and extra environment.
-func indexer(t *testing.T, env []string, stdin string, args ...string) result {
+func indexer(t *testing.T, env []string, stdin string, args ...string) testserver.Result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testserver.Run(t, binary, env, stdin, args...)
 }
 
 // redisEnv starts a redis-server and returns the environment pointing the
@@ -89,21 +67,21 @@ func goldenNDJSON(t *testing.T) (string, int) {
 }
 
 func TestUsageAndExitCodes(t *testing.T) {
-	if r := indexer(t, nil, ""); r.code != exitUsage || !strings.Contains(r.stderr, "Commands:") {
+	if r := indexer(t, nil, ""); r.Code != exitUsage || !strings.Contains(r.Stderr, "Commands:") {
 		t.Errorf("no command: %+v", r)
 	}
-	if r := indexer(t, nil, "", "nope"); r.code != exitUsage || !strings.Contains(r.stderr, `unknown command "nope"`) {
+	if r := indexer(t, nil, "", "nope"); r.Code != exitUsage || !strings.Contains(r.Stderr, `unknown command "nope"`) {
 		t.Errorf("unknown command: %+v", r)
 	}
-	if r := indexer(t, nil, "", "query", "--bogus"); r.code != exitUsage {
+	if r := indexer(t, nil, "", "query", "--bogus"); r.Code != exitUsage {
 		t.Errorf("unknown flag: %+v", r)
 	}
 	r := indexer(t, nil, "", "query", "--help")
-	if r.code != exitOK || strings.Count(r.stderr, "Usage:") != 1 {
+	if r.Code != exitOK || strings.Count(r.Stderr, "Usage:") != 1 {
 		t.Errorf("--help: %+v", r)
 	}
 	for _, f := range []string{"--after", "--format", "--redis-url", "INDEXER_REDIS_URL", "--key-prefix"} {
-		if !strings.Contains(r.stderr, f) {
+		if !strings.Contains(r.Stderr, f) {
 			t.Errorf("query --help lacks %s", f)
 		}
 	}
@@ -115,17 +93,17 @@ func TestApplyGoldenTwiceThenCheck(t *testing.T) {
 	// The golden examples use layers beyond the default one.
 	env = append(env, "INDEXER_LAYERS=*")
 	first := indexer(t, env, input, "apply")
-	if first.code != exitOK {
+	if first.Code != exitOK {
 		t.Fatalf("first apply: %+v", first)
 	}
 	second := indexer(t, env, input, "apply")
-	if second.code != exitOK || !strings.Contains(second.stdout, "applied=0 ") || !strings.Contains(second.stdout, "invalid=0") {
+	if second.Code != exitOK || !strings.Contains(second.Stdout, "applied=0 ") || !strings.Contains(second.Stdout, "invalid=0") {
 		t.Fatalf("second apply should change nothing: %+v", second)
 	}
-	if !strings.Contains(first.stdout, "invalid=0") || strings.Contains(first.stdout, "applied=0 ") {
-		t.Fatalf("first apply of %d examples: %q", n, first.stdout)
+	if !strings.Contains(first.Stdout, "invalid=0") || strings.Contains(first.Stdout, "applied=0 ") {
+		t.Fatalf("first apply of %d examples: %q", n, first.Stdout)
 	}
-	if r := indexer(t, env, "", "check"); r.code != exitOK || !strings.Contains(r.stdout, "no drift") {
+	if r := indexer(t, env, "", "check"); r.Code != exitOK || !strings.Contains(r.Stdout, "no drift") {
 		t.Fatalf("check after apply: %+v", r)
 	}
 
@@ -139,7 +117,7 @@ func TestApplyGoldenTwiceThenCheck(t *testing.T) {
 	fields := c.HKeys(ctx, keys[0]).Val()
 	c.HIncrBy(ctx, keys[0], fields[0], 5)
 	r := indexer(t, env, "", "check")
-	if r.code != exitFail || !strings.Contains(r.stdout, keys[0]+" "+fields[0]) || !strings.Contains(r.stdout, "stored ") {
+	if r.Code != exitFail || !strings.Contains(r.Stdout, keys[0]+" "+fields[0]) || !strings.Contains(r.Stdout, "stored ") {
 		t.Fatalf("check after corruption: %+v", r)
 	}
 }
@@ -149,16 +127,16 @@ func TestApplyReportsInvalidLines(t *testing.T) {
 	good := `{"v":1,"id":"a","type":"file.created","time":1,"database":"db","table":"t","layer":"default","path":"date=2024-01-15/hour=01/a.1.parquet","size_bytes":1,"row_count":1,"chunk_time":1,"min_time":1,"max_time":2}`
 	input := good + "\n\n{not json}\n" + strings.Replace(good, `"default"`, `"cold"`, 1) + "\n"
 	r := indexer(t, env, input, "apply")
-	if r.code != exitFail {
+	if r.Code != exitFail {
 		t.Fatalf("apply with invalid lines: %+v", r)
 	}
 	for _, want := range []string{"line 3: invalid event: invalid JSON", `line 4: invalid event: layer: layer "cold" is not configured`, "2 invalid lines"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr %q lacks %q", r.stderr, want)
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("stderr %q lacks %q", r.Stderr, want)
 		}
 	}
-	if !strings.Contains(r.stdout, "applied=1 ") || !strings.Contains(r.stdout, "invalid=2") {
-		t.Errorf("summary %q", r.stdout)
+	if !strings.Contains(r.Stdout, "applied=1 ") || !strings.Contains(r.Stdout, "invalid=2") {
+		t.Errorf("summary %q", r.Stdout)
 	}
 	if n := srv.Client(t).HLen(t.Context(), "files:db:t:date=2024-01-15").Val(); n != 1 {
 		t.Errorf("%d entries, want the 1 valid event applied", n)
@@ -177,18 +155,18 @@ func TestQueryAcrossMidnightInTimeZones(t *testing.T) {
 		b.WriteString(`{"v":1,"id":"` + p[len(p)-1:] + `","type":"file.created","time":1,"database":"db","table":"t","layer":"default","path":"` + p +
 			`.1.parquet","size_bytes":1,"row_count":1,"chunk_time":1,"min_time":"` + ns(t, start) + `","max_time":"` + ns(t, start) + `"}` + "\n")
 	}
-	if r := indexer(t, env, b.String(), "apply"); r.code != exitOK {
+	if r := indexer(t, env, b.String(), "apply"); r.Code != exitOK {
 		t.Fatalf("apply: %+v", r)
 	}
 	for _, tz := range []string{"UTC", "Asia/Tokyo"} {
 		r := indexer(t, append(env, "TZ="+tz), "", "query", "--database", "db", "--table", "t",
 			"--after", "2024-01-15T23:00:00Z", "--before", "2024-01-16T01:00:00Z", "--format", "ndjson")
-		if r.code != exitOK {
+		if r.Code != exitOK {
 			t.Fatalf("TZ=%s query: %+v", tz, r)
 		}
-		got := strings.Count(r.stdout, "\n")
-		if got != 2 || !strings.Contains(r.stdout, "hour=23/b") || !strings.Contains(r.stdout, "hour=00/c") {
-			t.Errorf("TZ=%s: %d entries:\n%s", tz, got, r.stdout)
+		got := strings.Count(r.Stdout, "\n")
+		if got != 2 || !strings.Contains(r.Stdout, "hour=23/b") || !strings.Contains(r.Stdout, "hour=00/c") {
+			t.Errorf("TZ=%s: %d entries:\n%s", tz, got, r.Stdout)
 		}
 	}
 }
@@ -209,22 +187,22 @@ func TestEnvConfigAndSecrets(t *testing.T) {
 	cfg := filepath.Join(dir, "indexer.conf")
 	os.WriteFile(cfg, []byte("# test\nredis-url = "+srv.URL()+"\nformat = json\n"), 0o600)
 	r := indexer(t, nil, "", "stats", "--config", cfg)
-	if r.code != exitOK || strings.TrimSpace(r.stdout) != "[]" {
+	if r.Code != exitOK || strings.TrimSpace(r.Stdout) != "[]" {
 		t.Fatalf("stats from config: %+v", r)
 	}
 	// The environment wins over the file, the command line over both.
 	r = indexer(t, []string{"INDEXER_FORMAT=table"}, "", "stats", "--config", cfg)
-	if !strings.Contains(r.stdout, "no tables") {
+	if !strings.Contains(r.Stdout, "no tables") {
 		t.Fatalf("env over config: %+v", r)
 	}
 	r = indexer(t, []string{"INDEXER_FORMAT=table"}, "", "stats", "--config", cfg, "--format", "json")
-	if strings.TrimSpace(r.stdout) != "[]" {
+	if strings.TrimSpace(r.Stdout) != "[]" {
 		t.Fatalf("flag over env: %+v", r)
 	}
 	// An unreachable server: one line, how to fix it, no password.
 	r = indexer(t, []string{"INDEXER_REDIS_URL=redis://user:hunter2@127.0.0.1:1/0"}, "", "stats")
-	if r.code != exitFail || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 ||
-		!strings.Contains(r.stderr, "connection refused") || strings.Contains(r.stderr, "hunter2") {
+	if r.Code != exitFail || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 ||
+		!strings.Contains(r.Stderr, "connection refused") || strings.Contains(r.Stderr, "hunter2") {
 		t.Fatalf("unreachable redis: %+v", r)
 	}
 	// A password file is read and used.
@@ -233,11 +211,11 @@ func TestEnvConfigAndSecrets(t *testing.T) {
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
 	r = indexer(t, []string{"INDEXER_REDIS_URL=" + srv.URL()}, "", "stats", "--redis-password-file", pw)
-	if r.code != exitOK {
+	if r.Code != exitOK {
 		t.Fatalf("password file: %+v", r)
 	}
 	r = indexer(t, []string{"INDEXER_REDIS_URL=redis://:wrong@" + srv.Addr() + "/0"}, "", "stats")
-	if r.code != exitFail || !strings.Contains(r.stderr, "refused the credentials") || strings.Contains(r.stderr, "wrong@") {
+	if r.Code != exitFail || !strings.Contains(r.Stderr, "refused the credentials") || strings.Contains(r.Stderr, "wrong@") {
 		t.Fatalf("wrong password: %+v", r)
 	}
 }

@@ -123,16 +123,26 @@ func (o *redisOptions) tls(cfg *tls.Config) error {
 	return nil
 }
 
-// openIndex connects to Redis, checks it answers, and returns the index
-// with its scripts loaded. Errors say how to fix the problem.
-func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, *redis.Client, error) {
+// connect returns a client that answered PING. Errors say how to fix the
+// problem.
+func (o *redisOptions) connect(ctx context.Context) (*redis.Client, error) {
 	c, err := o.client()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
-		return nil, nil, o.explain(err)
+		return nil, o.explain(err)
+	}
+	return c, nil
+}
+
+// openIndex connects to Redis and returns the index with its scripts
+// loaded. Errors say how to fix the problem.
+func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, *redis.Client, error) {
+	c, err := o.connect(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	layout, err := index.NewLayout(o.prefix)
 	if err != nil {

@@ -80,8 +80,8 @@ func TestRedisLeastPrivilegeACL(t *testing.T) {
 		t.Errorf("reader HSET: %v, want NOPERM", err)
 	}
 	ev := `{"v":1,"id":"a","type":"file.created","time":1,"database":"demo","table":"events","layer":"default","path":"date=2024-01-15/hour=01/acl.1.parquet","size_bytes":1,"row_count":1,"chunk_time":1,"min_time":1,"max_time":2}`
-	if r := reader.indexer(ev+"\n", "apply"); r.code == 0 || !strings.Contains(r.stderr, "NOPERM") {
-		t.Errorf("reader apply: exit %d, %s; want a NOPERM failure", r.code, r.stderr)
+	if r := reader.indexer(ev+"\n", "apply"); r.Code == 0 || !strings.Contains(r.Stderr, "NOPERM") {
+		t.Errorf("reader apply: exit %d, %s; want a NOPERM failure", r.Code, r.Stderr)
 	}
 	_ = w
 }

@@ -39,12 +39,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	bin = filepath.Join(dir, "indexer")
-	build := exec.Command("go", "build", "-tags", "failpoints", "-o", bin, "./cmd/indexer")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		os.Stderr.Write(out)
-		panic("go build: " + err.Error())
+	if bin, err = testserver.BuildIndexer(dir, "failpoints"); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -68,36 +64,18 @@ func newEnv(t *testing.T, cfg testserver.RedisConfig) *env {
 	return e
 }
 
-// result of a finished indexer command.
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
 // indexer runs a command to completion.
-func (e *env) indexer(stdin string, args ...string) result {
+func (e *env) indexer(stdin string, args ...string) testserver.Result {
 	e.t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), e.vars...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatal(err)
-	}
-	return r
+	return testserver.Run(e.t, bin, e.vars, stdin, args...)
 }
 
 // must runs a command that must succeed.
-func (e *env) must(stdin string, args ...string) result {
+func (e *env) must(stdin string, args ...string) testserver.Result {
 	e.t.Helper()
 	r := e.indexer(stdin, args...)
-	if r.code != 0 {
-		e.t.Fatalf("indexer %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	if r.Code != 0 {
+		e.t.Fatalf("indexer %s: exit %d\n%s%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
 	}
 	return r
 }
@@ -356,8 +334,8 @@ func (e *env) checkIndex(m *synth.Model) {
 	if len(rep.Drifts) > 0 {
 		e.t.Errorf("check: %d drifts, first %s", len(rep.Drifts), rep.Drifts[0])
 	}
-	if r := e.indexer("", "check"); r.code != 0 {
-		e.t.Errorf("indexer check: exit %d: %s", r.code, r.stdout)
+	if r := e.indexer("", "check"); r.Code != 0 {
+		e.t.Errorf("indexer check: exit %d: %s", r.Code, r.Stdout)
 	}
 }
 

@@ -162,19 +162,37 @@ func poisonKinds() []func(i int) string {
 		return mod(s)
 	}
 	return []func(int) string{
-		func(i int) string { return fmt.Sprintf(`{"v":1,"id":"x%d"`, i) },                                                      // truncated JSON
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, `"v":1`, `"v":2`, 1) }) },      // unknown version
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, "file.created", "file.moved", 1) }) }, // unknown type
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, "date=2024-01-15", "../../etc", 1) }) },
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, `"events"`, `"ev{x}"`, 1) }) },   // hash tag in a name
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, `"size_bytes":1`, `"size_bytes":9007199254740993`, 1) }) },
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, `"min_time":1`, `"min_time":5`, 1) }) }, // min > max
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, `"demo"`, `"demo\"]]..redis.call('FLUSHALL')--"`, 1) }) },
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, "hour=01", "hour=24", 1) }) },     // no such hour
-		func(i int) string { return valid(i, func(s string) string { return s[:len(s)-1] + `,"v":1}` }) },                      // duplicate key
-		func(i int) string { return valid(i, func(s string) string { return s[:len(s)-1] + `,"extra":true}` }) },               // unknown field
-		func(i int) string { return strings.Repeat("[", 10000) + strings.Repeat("]", 10000) },                                   // deep nesting
-		func(i int) string { return valid(i, func(s string) string { return strings.Replace(s, "poison", strings.Repeat("p", 5000), 1) }) }, // 5 KB path
+		func(i int) string { return fmt.Sprintf(`{"v":1,"id":"x%d"`, i) }, // truncated JSON
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, `"v":1`, `"v":2`, 1) })
+		}, // unknown version
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, "file.created", "file.moved", 1) })
+		}, // unknown type
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, "date=2024-01-15", "../../etc", 1) })
+		},
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, `"events"`, `"ev{x}"`, 1) })
+		}, // hash tag in a name
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, `"size_bytes":1`, `"size_bytes":9007199254740993`, 1) })
+		},
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, `"min_time":1`, `"min_time":5`, 1) })
+		}, // min > max
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, `"demo"`, `"demo\"]]..redis.call('FLUSHALL')--"`, 1) })
+		},
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, "hour=01", "hour=24", 1) })
+		}, // no such hour
+		func(i int) string { return valid(i, func(s string) string { return s[:len(s)-1] + `,"v":1}` }) },        // duplicate key
+		func(i int) string { return valid(i, func(s string) string { return s[:len(s)-1] + `,"extra":true}` }) }, // unknown field
+		func(i int) string { return strings.Repeat("[", 10000) + strings.Repeat("]", 10000) },                    // deep nesting
+		func(i int) string {
+			return valid(i, func(s string) string { return strings.Replace(s, "poison", strings.Repeat("p", 5000), 1) })
+		}, // 5 KB path
 	}
 }
 
