@@ -7,6 +7,7 @@ T       ?=
 BIN     := bin/indexer
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 30s
+BENCH_ARGS ?=
 RUN_ARGS ?=
 
 TESTFLAGS := -count=1
@@ -14,10 +15,10 @@ ifneq ($(T),)
 TESTFLAGS += -run '$(T)'
 endif
 
-.PHONY: help build run demo test fuzz bench lint clean
+.PHONY: help build run demo test fuzz bench gobench lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
 
 build: ## build bin/indexer
 	$(GO) build -o $(BIN) ./cmd/indexer
@@ -36,7 +37,12 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
 
-bench: ## Go benchmarks with allocations (BenchmarkApply reports Redis CPU µs per event)
+bench: build ## indexer bench: events/s, latency, Redis CPU/event, scaling vs ceilings and a naive baseline (minutes; BENCH_ARGS=--quick); JSON in var/bench.json
+	@command -v redis-server >/dev/null || { echo "redis-server not found: install it with 'sudo apt-get install -y redis-server'"; exit 1; }
+	@mkdir -p var
+	./$(BIN) bench --json var/bench.json $(BENCH_ARGS)
+
+gobench: ## Go benchmarks with allocations (BenchmarkApply reports Redis CPU µs per event)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKG)
 
 lint: ## go vet and staticcheck

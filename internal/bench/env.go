@@ -1,0 +1,225 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/consumer/jetstream"
+	"github.com/streamindex/indexer/internal/natsserver"
+	"github.com/streamindex/indexer/internal/progress"
+	"github.com/streamindex/indexer/internal/testserver"
+)
+
+// env is what one Run works with: its servers, clients, event pool and
+// report.
+type env struct {
+	cfg   Config
+	dir   string
+	redis *testserver.RedisServer
+	rc    *redis.Client
+	nats  *natsserver.Server
+	nc    *nats.Conn
+	js    natsjs.JetStream
+	pool  *pool
+	rep   *Report
+	// redisE2E is the headline Redis run (batch BatchSize, one worker),
+	// which the scaling parts reuse.
+	redisE2E *e2eSeries
+}
+
+// start creates the temporary directory and starts redis-server and the
+// in-process NATS server on free loopback ports.
+func (e *env) start(ctx context.Context) error {
+	var err error
+	if e.dir, err = os.MkdirTemp(e.cfg.Dir, "indexer-bench-"); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	redisDir, natsDir := filepath.Join(e.dir, "redis"), filepath.Join(e.dir, "nats")
+	for _, d := range []string{redisDir, natsDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	e.redis, err = testserver.StartRedis(ctx, testserver.RedisConfig{Dir: redisDir, Binary: e.cfg.RedisServer})
+	if err != nil {
+		return fmt.Errorf("bench: %w (is redis-server installed? sudo apt-get install -y redis-server)", err)
+	}
+	e.rc = redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if e.cfg.Progress != nil {
+		quiet = slog.New(slog.NewTextHandler(e.cfg.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	e.nats, err = natsserver.Start(natsserver.Config{Dir: natsDir, Listen: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		return err
+	}
+	if e.nc, err = jetstream.Dial(jetstream.ConnConfig{URL: e.nats.ClientURL(), Name: "indexer bench", Logger: quiet}); err != nil {
+		return err
+	}
+	e.js, err = natsjs.New(e.nc)
+	return err
+}
+
+// close stops what start started and removes the temporary directory.
+func (e *env) close() error {
+	var errs []error
+	if e.nc != nil {
+		e.nc.Close()
+	}
+	if e.nats != nil {
+		e.nats.Shutdown()
+	}
+	if e.rc != nil {
+		errs = append(errs, e.rc.Close())
+	}
+	if e.redis != nil {
+		errs = append(errs, e.redis.Stop())
+	}
+	if e.dir != "" {
+		errs = append(errs, os.RemoveAll(e.dir))
+	}
+	return errors.Join(errs...)
+}
+
+// phase announces a step on the progress writer.
+func (e *env) phase(format string, args ...any) {
+	if e.cfg.Progress != nil {
+		fmt.Fprintf(e.cfg.Progress, "bench: "+format+"\n", args...)
+	}
+}
+
+// bar returns a started progress bar counting towards total; Stop it.
+func (e *env) bar(label string, total int) *progress.Bar {
+	w := e.cfg.Progress
+	if w == nil {
+		w = io.Discard
+	}
+	b := progress.New(w, e.cfg.ProgressTTY, "  "+label, int64(total))
+	b.Start()
+	return b
+}
+
+// flush empties Redis: the index, the streams and the statistics.
+func (e *env) flush(ctx context.Context) error {
+	if err := e.rc.FlushAll(ctx).Err(); err != nil {
+		return fmt.Errorf("bench: FLUSHALL: %w", err)
+	}
+	return e.resetStats(ctx)
+}
+
+// resetStats resets INFO commandstats (CONFIG RESETSTAT).
+func (e *env) resetStats(ctx context.Context) error {
+	if err := e.rc.ConfigResetStat(ctx).Err(); err != nil {
+		return fmt.Errorf("bench: CONFIG RESETSTAT: %w", err)
+	}
+	return nil
+}
+
+// cmdStats is INFO commandstats: per command, calls and CPU microseconds.
+type cmdStats map[string]struct{ calls, usec float64 }
+
+// usec returns the CPU microseconds Redis spent in the named commands.
+func (s cmdStats) usec(names ...string) float64 {
+	var t float64
+	for _, n := range names {
+		t += s[n].usec
+	}
+	return t
+}
+
+// total is the time in all commands.
+func (s cmdStats) total() float64 {
+	var t float64
+	for _, st := range s {
+		t += st.usec
+	}
+	return t
+}
+
+// scriptUsec is the time in scripts (EVALSHA and EVAL): patch_index's,
+// in the runs of the indexer, Redis CPU which includes the commands the
+// script calls.
+func (s cmdStats) scriptUsec() float64 { return s.usec("evalsha", "eval") }
+
+// perEvent returns the microseconds per event of n events spent in the
+// named commands, corrected for preemption: commandstats measures each
+// command's elapsed time, so on a busy host it also counts the time
+// redis-server was descheduled mid-command, and all commands together
+// then take longer than the CPU time the process used (cpuUsec). In that
+// case every command's time is scaled down by the same factor; on a
+// quiet host (commands take less than the process's CPU time, the rest
+// being network I/O) the figures are commandstats' own.
+func (s cmdStats) perEvent(cpuUsec float64, n int, names ...string) float64 {
+	inflation := 1.0
+	if cpuUsec > 0 {
+		inflation = max(1, s.total()/cpuUsec)
+	}
+	return s.usec(names...) / inflation / float64(n)
+}
+
+// commandStats reads INFO commandstats.
+func (e *env) commandStats(ctx context.Context) (cmdStats, error) {
+	info, err := e.rc.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, fmt.Errorf("bench: INFO commandstats: %w", err)
+	}
+	out := cmdStats{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, found := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !found {
+			continue
+		}
+		st := out[name]
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			f, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "calls":
+				st.calls = f
+			case "usec":
+				st.usec = f
+			}
+		}
+		out[name] = st
+	}
+	return out, nil
+}
+
+// redisCPUMicros returns the CPU time (user + system) redis-server used
+// so far, from INFO cpu (getrusage, in microseconds: finer than the clock
+// ticks of /proc/<pid>/stat).
+func (e *env) redisCPUMicros(ctx context.Context) (float64, error) {
+	info, err := e.rc.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("bench: INFO cpu: %w", err)
+	}
+	var total float64
+	found := 0
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: INFO cpu %s: %w", line, err)
+			}
+			total += f
+			found++
+		}
+	}
+	if found != 2 {
+		return 0, errors.New("bench: INFO cpu lacks used_cpu_sys or used_cpu_user")
+	}
+	return total * 1e6, nil
+}
