@@ -138,9 +138,10 @@ func setupQuery(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 
 // entryWriter streams entries in one of the output formats.
 type entryWriter struct {
-	w      *bufio.Writer
-	format string
-	n      int
+	w       *bufio.Writer
+	format  string
+	n       int
+	scratch []byte
 }
 
 func newEntryWriter(out io.Writer, format string) (*entryWriter, error) {
@@ -160,10 +161,7 @@ func (w *entryWriter) write(e index.Entry) error {
 		}
 		fmt.Fprintf(w.w, "%-72s %12d %10d %-30s %-30s\n", e.Path, e.SizeBytes, e.RowCount, formatTime(e.MinTime), formatTime(e.MaxTime))
 	default:
-		b, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
+		w.scratch = e.AppendJSON(w.scratch[:0])
 		if w.format == "json" {
 			if w.n == 0 {
 				w.w.WriteString("[\n")
@@ -171,7 +169,7 @@ func (w *entryWriter) write(e index.Entry) error {
 				w.w.WriteString(",\n")
 			}
 		}
-		w.w.Write(b)
+		w.w.Write(w.scratch)
 		if w.format == "ndjson" {
 			w.w.WriteByte('\n')
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/streamindex/indexer/internal/codec"
 )
 
@@ -69,8 +71,12 @@ type storedEntry struct {
 
 // ParseEntry decodes a stored entry, written by indexer or by GigAPI's
 // library, the way GigAPI's reader does, but failing on anything it would
-// silently skip.
+// silently skip. Entries in the exact form appendEntry writes are read
+// without a JSON decoder (queries read many thousands).
 func ParseEntry(data []byte) (Entry, error) {
+	if e, ok := parseOwnEntry(data); ok {
+		return e, nil
+	}
 	var s storedEntry
 	if err := json.Unmarshal(data, &s); err != nil {
 		return Entry{}, fmt.Errorf("index: entry: %w", err)
@@ -95,4 +101,164 @@ func ParseEntry(data []byte) (Entry, error) {
 		s.Max = nil
 	}
 	return s.Entry, nil
+}
+
+// ownEntry reads the fixed layout appendEntry writes; any surprise makes
+// ok false and the caller falls back to a JSON decoder.
+type ownEntry struct {
+	b  []byte
+	ok bool
+}
+
+// lit consumes the literal text s.
+func (r *ownEntry) lit(s string) {
+	if r.ok && len(r.b) >= len(s) && string(r.b[:len(s)]) == s {
+		r.b = r.b[len(s):]
+		return
+	}
+	r.ok = false
+}
+
+// plain consumes a string's content up to its closing quote; the strings
+// appendEntry writes without escaping (validated names and paths) hold
+// neither quotes nor backslashes.
+func (r *ownEntry) plain() string {
+	if !r.ok {
+		return ""
+	}
+	for i, c := range r.b {
+		switch c {
+		case '"':
+			s := string(r.b[:i])
+			r.b = r.b[i+1:]
+			return s
+		case '\\':
+			r.ok = false
+			return ""
+		}
+	}
+	r.ok = false
+	return ""
+}
+
+// int consumes a non-negative decimal integer.
+func (r *ownEntry) int() int64 {
+	if !r.ok {
+		return 0
+	}
+	var v int64
+	i := 0
+	for ; i < len(r.b) && i < 19 && r.b[i] >= '0' && r.b[i] <= '9'; i++ {
+		v = v*10 + int64(r.b[i]-'0')
+	}
+	if i == 0 || v < 0 || i < len(r.b) && r.b[i] >= '0' && r.b[i] <= '9' {
+		r.ok = false
+		return 0
+	}
+	r.b = r.b[i:]
+	return v
+}
+
+// stats consumes null or a JSON object, returned verbatim (nil for null).
+func (r *ownEntry) stats() json.RawMessage {
+	if !r.ok {
+		return nil
+	}
+	if len(r.b) >= 4 && string(r.b[:4]) == "null" {
+		r.b = r.b[4:]
+		return nil
+	}
+	if len(r.b) == 0 || r.b[0] != '{' {
+		r.ok = false
+		return nil
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(r.b); i++ {
+		c := r.b[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{':
+			depth++
+		case c == '}':
+			if depth--; depth == 0 {
+				v := json.RawMessage(r.b[: i+1 : i+1])
+				r.b = r.b[i+1:]
+				return v
+			}
+		}
+	}
+	r.ok = false
+	return nil
+}
+
+func parseOwnEntry(data []byte) (Entry, bool) {
+	r := ownEntry{b: data, ok: true}
+	var e Entry
+	r.lit(`{"layer":"`)
+	e.Layer = r.plain()
+	r.lit(`,"database":"`)
+	e.Database = r.plain()
+	r.lit(`,"table":"`)
+	e.Table = r.plain()
+	r.lit(`,"path":"`)
+	e.Path = r.plain()
+	r.lit(`,"size_bytes":`)
+	e.SizeBytes = r.int()
+	r.lit(`,"row_count":`)
+	e.RowCount = r.int()
+	r.lit(`,"chunk_time":0,"min":`)
+	e.Min = r.stats()
+	r.lit(`,"max":`)
+	e.Max = r.stats()
+	r.lit(`,"min_time":0,"max_time":0,"writer_id":"`)
+	e.WriterID = r.plain()
+	r.lit(`,"str_min_time":"`)
+	e.MinTime = r.int()
+	r.lit(`","str_max_time":"`)
+	e.MaxTime = r.int()
+	r.lit(`","str_chunk_time":"`)
+	e.ChunkTime = r.int()
+	r.lit(`","cmd":"ADD"}`)
+	if !r.ok || len(r.b) != 0 {
+		return Entry{}, false
+	}
+	return e, true
+}
+
+// AppendJSON appends e as JSON: the same JSON value encoding/json.Marshal
+// gives (without its HTML escaping), without reflection (queries print many
+// thousands).
+func (e *Entry) AppendJSON(dst []byte) []byte {
+	str := func(dst []byte, name, v string) []byte {
+		dst = append(dst, name...)
+		dst, _ = jsontext.AppendQuote(dst, v)
+		return dst
+	}
+	num := func(dst []byte, name string, v int64) []byte {
+		return strconv.AppendInt(append(dst, name...), v, 10)
+	}
+	raw := func(dst []byte, name string, v json.RawMessage) []byte {
+		dst = append(dst, name...)
+		if v == nil {
+			return append(dst, "null"...)
+		}
+		return append(dst, v...)
+	}
+	dst = str(dst, `{"layer":`, e.Layer)
+	dst = str(dst, `,"database":`, e.Database)
+	dst = str(dst, `,"table":`, e.Table)
+	dst = str(dst, `,"path":`, e.Path)
+	dst = num(dst, `,"size_bytes":`, e.SizeBytes)
+	dst = num(dst, `,"row_count":`, e.RowCount)
+	dst = num(dst, `,"chunk_time":`, e.ChunkTime)
+	dst = num(dst, `,"min_time":`, e.MinTime)
+	dst = num(dst, `,"max_time":`, e.MaxTime)
+	dst = raw(dst, `,"min":`, e.Min)
+	dst = raw(dst, `,"max":`, e.Max)
+	dst = str(dst, `,"writer_id":`, e.WriterID)
+	return append(dst, '}')
 }

@@ -1,0 +1,82 @@
+package index
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/synth"
+)
+
+// TestParseEntryFastPath: entries indexer writes parse without the JSON
+// decoder and to the same result as through it; anything else falls back.
+func TestParseEntryFastPath(t *testing.T) {
+	g := synth.New(synth.Config{Seed: 3})
+	stats, _ := codec.StatsFromMap(map[string]any{"q\"uote}": "a\\b{", "n": 1705327200123456789})
+	files := []codec.File{{Layer: "default", Path: "date=2024-01-15/hour=01/x.1.parquet", WriterID: "w-1", Min: stats, SizeBytes: 9007199254740991}}
+	for _, e := range g.Events(200) {
+		e.Files(func(f *codec.File, del bool) {
+			if !del {
+				files = append(files, *f)
+			}
+		})
+	}
+	for _, f := range files {
+		data := appendEntry(nil, "db", "t", &f)
+		fast, ok := parseOwnEntry(data)
+		if !ok {
+			t.Fatalf("fast path refused %s", data)
+		}
+		slow, err := parseSlow(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fast %+v\nslow %+v", fast, slow)
+		}
+	}
+	// GigAPI's library writes through cjson, in another key order.
+	foreign := `{"path":"date=2024-01-15/hour=01/x.1.parquet","layer":"default","database":"db","table":"t","size_bytes":5,"row_count":2,"chunk_time":0,"min":null,"max":null,"min_time":0,"max_time":0,"str_min_time":"7","str_max_time":"9","str_chunk_time":"3","cmd":"ADD"}`
+	if _, ok := parseOwnEntry([]byte(foreign)); ok {
+		t.Fatal("fast path accepted a foreign layout")
+	}
+	e, err := ParseEntry([]byte(foreign))
+	if err != nil || e.SizeBytes != 5 || e.MinTime != 7 || e.MaxTime != 9 || e.ChunkTime != 3 {
+		t.Fatalf("foreign entry = %+v, %v", e, err)
+	}
+	for _, bad := range []string{`{"layer":"x"`, `{"layer":"a\"b","database":"d"}`, ``} {
+		if _, ok := parseOwnEntry([]byte(bad)); ok {
+			t.Errorf("fast path accepted %q", bad)
+		}
+	}
+}
+
+// parseSlow is ParseEntry through its JSON decoder: a leading space
+// defeats the fast path.
+func parseSlow(data []byte) (Entry, error) {
+	return ParseEntry(append([]byte(" "), data...))
+}
+
+func TestEntryAppendJSONMatchesEncodingJSON(t *testing.T) {
+	stats, _ := codec.StatsFromMap(map[string]any{"n": 1705327200123456789, "s": "é\"<>&"})
+	for _, e := range []Entry{
+		{Layer: "default", Database: "db", Table: "t", Path: "date=2024-01-15/hour=01/x.1.parquet", SizeBytes: 1, RowCount: 2,
+			ChunkTime: 3, MinTime: 1705327200123456789, MaxTime: 5, Min: json.RawMessage(stats.String()), WriterID: "w"},
+		{Layer: "a\"b\u2028<", Path: "\x01"},
+	} {
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := e.AppendJSON(nil)
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("AppendJSON wrote invalid JSON %s: %v", got, err)
+		}
+		json.Unmarshal(want, &w)
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("AppendJSON\n got %s\nwant %s", got, want)
+		}
+	}
+}
