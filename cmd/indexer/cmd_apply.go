@@ -31,6 +31,7 @@ const maxReported = 20
 func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	ro := addIndexFlags(fs)
 	do := addDecoderFlags(fs)
+	addQueueFlags(fs, ro, do, false)
 	file := fs.String("file", "-", "NDJSON `file` of events, one per line; - reads stdin")
 	batch := fs.Int("batch-size", 1000, "events applied per patch_index call")
 	return func(ctx context.Context, args []string) error {

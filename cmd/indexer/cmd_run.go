@@ -56,8 +56,10 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	so := addStreamFlags(fs, true)
 	no := addNATSFlags(fs, true)
 	do := addDecoderFlags(fs)
+	qo := addQueueFlags(fs, ro, do, true)
 	wo := addWorkerFlags(fs)
 	lo := addLogFlags(fs)
+	gco := addGCFlags(fs, true)
 	ackWait := fs.Duration("ack-wait", 30*time.Second, "nats: AckWait of the consumer the embedded server's setup creates (--embedded-nats)")
 	return func(ctx context.Context, args []string) error {
 		if len(args) > 0 {
@@ -87,8 +89,10 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			return err
 		}
 		defer rc.Close()
+		defer startPublisher(ctx, qo, x, log)()
 
 		var src consumer.Source
+		var oldest func(context.Context) (time.Time, bool, error) // for tombstone collection
 		switch so.source {
 		case sourceRedis:
 			src, err = redisstream.New(rc, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
@@ -96,6 +100,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			if err != nil {
 				return usagef("%v", err)
 			}
+			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc, so.stream) }
 		case sourceNATS:
 			_, js, closeNATS, err := no.connect(log, "indexer "+wo.consumer)
 			if err != nil {
@@ -111,8 +116,10 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			if src, err = jetstream.New(ctx, js, jetstream.Config{Stream: so.stream, Consumer: so.group, Logger: log}); err != nil {
 				return err
 			}
+			oldest = func(ctx context.Context) (time.Time, bool, error) { return jetstream.Oldest(ctx, js, so.stream) }
 		}
 		defer src.Close()
+		defer startGC(ctx, gco, x, rc, oldest, log)()
 
 		metrics := telemetry.NewMetrics(so.source)
 		var wg sync.WaitGroup

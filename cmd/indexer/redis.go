@@ -29,6 +29,7 @@ type redisOptions struct {
 	keyFile      string
 	insecure     bool
 	prefix       string
+	queues       *queueOptions // set by addQueueFlags
 }
 
 func addRedisFlags(fs *flag.FlagSet) *redisOptions {
@@ -140,6 +141,12 @@ func (o *redisOptions) connect(ctx context.Context) (*redis.Client, error) {
 // openIndex connects to Redis and returns the index with its scripts
 // loaded. Errors say how to fix the problem.
 func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, *redis.Client, error) {
+	if o.queues != nil {
+		var err error
+		if cfg.Queues, err = o.queues.config(); err != nil {
+			return nil, nil, err
+		}
+	}
 	c, err := o.connect(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -197,8 +204,7 @@ type decoderOptions struct {
 
 func addDecoderFlags(fs *flag.FlagSet) *decoderOptions {
 	o := &decoderOptions{}
-	fs.StringVar(&o.layers, "layers", "default",
-		"comma-separated `names` of the storage layers GigAPI's readers know; events naming another layer are rejected (\"*\" accepts any)")
+	fs.StringVar(&o.layers, "layers", "default", layersUsage)
 	fs.IntVar(&o.maxBytes, "max-message-bytes", codec.DefaultMaxMessageBytes, "largest event message accepted, in `bytes`")
 	return o
 }
@@ -207,7 +213,7 @@ func (o *decoderOptions) decoder() (*codec.Decoder, error) {
 	cfg := codec.Config{MaxMessageBytes: o.maxBytes}
 	if o.layers != "*" {
 		for _, l := range strings.Split(o.layers, ",") {
-			if l = strings.TrimSpace(l); l != "" {
+			if l = layerName(l); l != "" {
 				cfg.Layers = append(cfg.Layers, l)
 			}
 		}

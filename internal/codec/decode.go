@@ -180,6 +180,7 @@ const (
 	fMaxTime
 	fMin
 	fMax
+	fPlan
 
 	fileFields    = fLayer | fWriterID | fPath | fSizeBytes | fRowCount | fChunkTime | fMinTime | fMaxTime | fMin | fMax
 	fileRequired  = fLayer | fPath | fSizeBytes | fRowCount | fChunkTime | fMinTime | fMaxTime
@@ -197,7 +198,7 @@ var fieldNames = [...]struct {
 	{fLayer, "layer"}, {fWriterID, "writer_id"}, {fPath, "path"},
 	{fSizeBytes, "size_bytes"}, {fRowCount, "row_count"}, {fChunkTime, "chunk_time"},
 	{fMinTime, "min_time"}, {fMaxTime, "max_time"}, {fMin, "min"}, {fMax, "max"},
-	{fAdd, "add"}, {fRemove, "remove"},
+	{fAdd, "add"}, {fRemove, "remove"}, {fPlan, "plan"},
 }
 
 func fieldBit(name []byte) uint32 {
@@ -238,6 +239,8 @@ func fieldBit(name []byte) uint32 {
 		return fMin
 	case "max":
 		return fMax
+	case "plan":
+		return fPlan
 	}
 	return 0
 }
@@ -317,7 +320,7 @@ func decodeEvent(s source, e *Event) *ValidationError {
 		}
 		bit := fieldBit(name)
 		if bit == 0 {
-			return invalid(string(name), "unknown field (schema v%d allows v, id, type, time, database, table, the file fields, add and remove)", Version)
+			return invalid(string(name), "unknown field (schema v%d allows v, id, type, time, database, table, the file fields, add, remove and plan)", Version)
 		}
 		if seen&bit != 0 {
 			return invalid(bitName(bit), "duplicate field")
@@ -357,6 +360,8 @@ func decodeEvent(s source, e *Event) *ValidationError {
 			e.Add, ferr = decodeFiles(s, "add", true)
 		case fRemove:
 			e.Remove, ferr = decodeFiles(s, "remove", false)
+		case fPlan:
+			e.Plan, ferr = decodePlan(s)
 		default:
 			ferr = decodeFileField(s, &e.File, bit)
 		}
@@ -369,6 +374,9 @@ func decodeEvent(s source, e *Event) *ValidationError {
 	}
 	if missing := firstIn(eventRequired &^ seen); missing != "" {
 		return invalid(missing, "required field is missing")
+	}
+	if seen&fPlan != 0 && e.Type != FilesReplaced {
+		return invalid("plan", "only files.replaced events carry a plan")
 	}
 	switch e.Type {
 	case FileCreated, FileDeleted:
@@ -452,6 +460,61 @@ func decodeFile(s source, at fileAt, f *File, full bool) *ValidationError {
 	}
 	return nil
 }
+
+// decodePlan reads the plan object of a files.replaced event: kind, id and
+// token, each a string, each required, nothing else.
+func decodePlan(s source) (*Plan, error) {
+	if err := s.beginObject(); err != nil {
+		return nil, err
+	}
+	p := &Plan{}
+	var seen [3]bool
+	for {
+		name, ok, err := s.member()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		var i int
+		var dst *string
+		var kind string
+		switch string(name) {
+		case "kind":
+			i, dst = 0, &kind
+		case "id":
+			i, dst = 1, &p.ID
+		case "token":
+			i, dst = 2, &p.Token
+		default:
+			return nil, invalid("plan."+string(name), "unknown field (a plan has kind, id and token)")
+		}
+		field := planFields[i]
+		if seen[i] {
+			return nil, invalid(field, "duplicate field")
+		}
+		seen[i] = true
+		v, err := s.str()
+		if err != nil {
+			return nil, wrap(field, err)
+		}
+		*dst = v
+		if i == 0 {
+			p.Kind = PlanKind(kind)
+		}
+	}
+	for i, ok := range seen {
+		if !ok {
+			return nil, invalid(planFields[i], "required field of a plan is missing")
+		}
+	}
+	return p, nil
+}
+
+// planFields names the members of a plan, in the order they are reported
+// missing.
+var planFields = [3]string{"plan.kind", "plan.id", "plan.token"}
 
 func decodeFileField(s source, f *File, bit uint32) (err error) {
 	switch bit {

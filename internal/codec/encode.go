@@ -58,6 +58,9 @@ func encodeEvent(w sink, e *Event) error {
 	switch e.Type {
 	case FilesReplaced:
 		n += 2
+		if e.Plan != nil {
+			n++
+		}
 	default:
 		n += fileFieldCount(&e.File, e.Type == FileCreated)
 	}
@@ -82,6 +85,17 @@ func encodeEvent(w sink, e *Event) error {
 		if err == nil {
 			w.name("remove")
 			err = encodeFiles(w, e.Remove, false)
+		}
+		if err == nil && e.Plan != nil {
+			w.name("plan")
+			w.beginObject(3)
+			w.name("kind")
+			w.str(string(e.Plan.Kind))
+			w.name("id")
+			w.str(e.Plan.ID)
+			w.name("token")
+			w.str(e.Plan.Token)
+			w.endObject()
 		}
 	default:
 		err = encodeFileFields(w, &e.File, e.Type == FileCreated)

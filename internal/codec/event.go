@@ -61,6 +61,30 @@ type Event struct {
 	File   File
 	Add    []File
 	Remove []File
+
+	// Plan, for files.replaced only, names the merge or move item the
+	// event completes, as leased by 'indexer plan next'. Applying the
+	// event then releases that lease in the same atomic call; nil means
+	// the event completes no plan.
+	Plan *Plan
+}
+
+// PlanKind is the kind of queue item a files.replaced event completes.
+type PlanKind string
+
+// The plan kinds a files.replaced event may complete.
+const (
+	PlanMerge PlanKind = "merge"
+	PlanMove  PlanKind = "move"
+)
+
+// Plan identifies a leased queue item: its kind, its id and the fencing
+// token its lease was given. A lease re-delivered to another worker gets a
+// new token, so a stale worker's commit can be told apart.
+type Plan struct {
+	Kind  PlanKind
+	ID    string // the item's id, as 'plan next' printed it
+	Token string // the lease's fencing token: 1 to 19 decimal digits
 }
 
 // File describes one Parquet file of a table.

@@ -3,7 +3,6 @@ package codec
 import (
 	"fmt"
 	"math"
-	"unicode/utf8"
 )
 
 // ValidationError reports why a message is not a valid event. It is a
@@ -54,6 +53,14 @@ func validateEvent(e *Event, layers map[string]bool) *ValidationError {
 	if !validName(e.Table) {
 		return invalid("table", nameRule)
 	}
+	if e.Plan != nil {
+		if e.Type != FilesReplaced {
+			return invalid("plan", "only files.replaced events carry a plan")
+		}
+		if err := validatePlan(e.Plan); err != nil {
+			return err
+		}
+	}
 	switch e.Type {
 	case FileCreated:
 		return validateFile(fileAt{}, &e.File, true, layers)
@@ -81,6 +88,33 @@ func validateEvent(e *Event, layers map[string]bool) *ValidationError {
 	default:
 		return invalid("type", "must be one of file.created, file.deleted, files.replaced")
 	}
+}
+
+// validatePlan checks the plan of a files.replaced event.
+func validatePlan(p *Plan) *ValidationError {
+	if p.Kind != PlanMerge && p.Kind != PlanMove {
+		return invalid("plan.kind", "must be merge or move, not %q", p.Kind)
+	}
+	if !validID(p.ID) {
+		return invalid("plan.id", "must be 1 to 128 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit")
+	}
+	if !validToken(p.Token) {
+		return invalid("plan.token", "must be the decimal token 'indexer plan next' printed: 1 to 19 digits without leading zeros")
+	}
+	return nil
+}
+
+// validToken reports whether s matches ^[1-9][0-9]{0,18}$.
+func validToken(s string) bool {
+	if len(s) == 0 || len(s) > 19 || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 const nameRule = "must be 1 to 128 characters of A-Z a-z 0-9 _ . - starting with a letter, digit or _"
@@ -132,6 +166,10 @@ func validTime(v int64) bool { return v >= 0 && v <= MaxTimeNanos }
 func timeInvalid(field string) *ValidationError {
 	return invalid(field, "must be Unix nanoseconds from 0 to %d", int64(MaxTimeNanos))
 }
+
+// ValidName reports whether s may name a database, table, layer or writer
+// (^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$).
+func ValidName(s string) bool { return validName(s) }
 
 // validName reports whether s matches ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$,
 // the charset of database, table, layer and writer names: nothing that could
@@ -240,12 +278,6 @@ func daysIn(year, month int) int {
 	default:
 		return 31
 	}
-}
-
-// validStatsName reports whether a min/max column name is acceptable.
-func validStatsName(s string) bool {
-	n := utf8.RuneCountInString(s)
-	return n >= 1 && n <= MaxColumnName
 }
 
 // parseDecimalTime parses the decimal-string form of a time field: digits

@@ -54,6 +54,10 @@ type Config struct {
 	// AfterBatch, when set, is called after each batch is handled, with
 	// the number of messages acknowledged. For progress reports and tests.
 	AfterBatch func(acked int)
+	// Replay says the loop re-reads messages the workers handled before:
+	// invalid ones were dead-lettered then, so the Source's DeadLetter only
+	// skips them, and they are logged and counted as skipped.
+	Replay bool
 }
 
 // Runner runs the consume loop. Its constructor starts nothing; Run owns
@@ -331,10 +335,16 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 			}
 		} else {
 			acked += len(dead)
-			r.cfg.Metrics.DeadLettered("max_deliver", maxDelivered)
-			r.cfg.Metrics.DeadLettered("invalid", len(dead)-maxDelivered)
-			for _, d := range dead {
-				log.Warn("dead-lettered", "msg_id", d.ID, "deliveries", d.Deliveries, "reason", d.Reason)
+			if r.cfg.Replay {
+				for _, d := range dead {
+					log.Info("skipped an invalid message (dead-lettered when first seen)", "msg_id", d.ID, "reason", d.Reason)
+				}
+			} else {
+				r.cfg.Metrics.DeadLettered("max_deliver", maxDelivered)
+				r.cfg.Metrics.DeadLettered("invalid", len(dead)-maxDelivered)
+				for _, d := range dead {
+					log.Warn("dead-lettered", "msg_id", d.ID, "deliveries", d.Deliveries, "reason", d.Reason)
+				}
 			}
 		}
 	}

@@ -19,4 +19,7 @@ const (
 	MidDeadLetter = "mid-dead-letter"
 	// BeforeApply: about to apply the batch.
 	BeforeApply = "before-apply"
+	// GCLocked: tombstone collection took its lock and has not collected
+	// yet.
+	GCLocked = "gc-locked"
 )

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/streamindex/indexer/internal/codec"
 	"github.com/streamindex/indexer/internal/index"
@@ -174,24 +175,50 @@ func TestFailingCallWritesNothing(t *testing.T) {
 		name       string
 		key, value string
 		errCode    string
+		// publish makes the items of a and b due and published first, so
+		// the batch's deletes withdraw them.
+		publish bool
 	}{
 		{name: "files key is a string", key: "files:db:t:date=2024-01-16", value: "x", errCode: "WRONGTYPE"},
 		{name: "stats key is a string", key: "idx:stats:db:t", value: "x", errCode: "WRONGTYPE"},
 		{name: "tombstones key is a string", key: "idx:tomb:db:t", value: "x", errCode: "WRONGTYPE"},
 		{name: "registry is a string", key: "idx:tables", value: "x", errCode: "WRONGTYPE"},
+		{name: "drop list is a string", key: "drop:db:t:default::idle", value: "x", errCode: "WRONGTYPE"},
+		{name: "queue state is a string", key: "idx:q:db:t", value: "x", errCode: "WRONGTYPE"},
+		{name: "pending items is a string", key: "idx:qd:db:t", value: "x", errCode: "WRONGTYPE"},
+		{name: "chunks of a date is a string", key: "idx:qc:db:t:date=2024-01-16", value: "x", errCode: "WRONGTYPE"},
+		{name: "published paths is a string", key: "idx:qx:db:t:date=2024-01-15", value: "x", errCode: "WRONGTYPE", publish: true},
+		{name: "merge list is a string", key: "merge:db:t:1:date=2024-01-15/hour=01:default::idle", value: "x", errCode: "WRONGTYPE", publish: true},
+		{name: "move list is a string", key: "move:db:t:hot::idle", value: "x", errCode: "WRONGTYPE", publish: true},
+		{name: "last-item pointer is corrupt", key: "idx:q:db:t", value: "hash", errCode: "CORRUPT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			x, c := newIndex(t, index.Config{})
+			ck := newClock()
+			x, c := newIndex(t, index.Config{Now: ck.Now, Queues: index.QueueConfig{
+				Layers: []index.Layer{{Name: "default"}, {Name: "hot", TTL: time.Second}}}})
 			a, b := file(1, "a"), file(2, "b")
-			apply(t, x, created(a), created(b))
-			if err := c.Set(ctx, tc.key, tc.value, 0).Err(); err != nil {
+			mv := file(1, "mv")
+			mv.Layer, mv.ChunkTime = "hot", ck.Now().Add(-time.Hour).UnixNano() // its move is due
+			apply(t, x, created(a), created(b), created(mv))
+			if tc.publish {
+				ck.Add(time.Hour)
+				if n, err := x.Publish(ctx); err != nil || n != 3 {
+					t.Fatalf("publish: %d %v", n, err)
+				}
+			}
+			if tc.value == "hash" {
+				// The last item of a's merge key holds garbage.
+				if err := c.HSet(ctx, tc.key, "Lm|1|date=2024-01-15/hour=03|default|", "garbage").Err(); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := c.Set(ctx, tc.key, tc.value, 0).Err(); err != nil {
 				t.Fatal(err)
 			}
 			before := dump(t, c)
 			// A batch touching the planted key and others: delete, create,
 			// replace across two dates.
 			_, err := x.Apply(ctx, []codec.Event{deleted(a), created(file(3, "c")), created(file(25, "d")),
-				replaced([]codec.File{file(2, "e")}, []codec.File{b})})
+				replaced([]codec.File{file(2, "e")}, []codec.File{b}), deleted(mv)})
 			if err == nil || !strings.Contains(err.Error(), tc.errCode) {
 				t.Fatalf("apply error = %v, want %s", err, tc.errCode)
 			}

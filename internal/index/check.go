@@ -34,10 +34,12 @@ type CheckReport struct {
 
 // Check recounts folder counts and statistics of tables from their entries
 // and reports every difference, every entry that GigAPI's reader could not
-// use (unparseable, in the wrong key, with a mismatched path), and every
-// path that is both live and tombstoned. tables nil means every table in
-// the registry. Check reads without locking: run it while no worker writes
-// the tables, or expect differences from writes in flight.
+// use (unparseable, in the wrong key, with a mismatched path), every path
+// that is both live and tombstoned, and every queue item waiting in an
+// :idle list that GigAPI's workers could not do right (see checkQueues).
+// tables nil means every table in the registry. Check reads without
+// locking: run it while no worker writes the tables, or expect differences
+// from writes in flight.
 func (x *Index) Check(ctx context.Context, tables [][2]string) (CheckReport, error) {
 	var rep CheckReport
 	if tables == nil {
@@ -100,7 +102,10 @@ func (x *Index) checkTable(ctx context.Context, db, table string, rep *CheckRepo
 	}
 	compare(x.layout.Stats(db, table), stored, rc.stats, map[string]bool{"last_event_ns": true}, rep)
 
-	return x.checkTombstones(ctx, db, table, rep)
+	if err := x.checkTombstones(ctx, db, table, rep); err != nil {
+		return err
+	}
+	return x.checkQueues(ctx, db, table, rep)
 }
 
 // recountKey adds one files: hash to the recount.

@@ -29,6 +29,7 @@ type Client interface {
 	redis.HashCmdable
 	redis.SetCmdable
 	redis.SortedSetCmdable
+	redis.ListCmdable
 	redis.GenericCmdable
 }
 
@@ -43,8 +44,12 @@ type Config struct {
 	// under ten times this (a files.replaced event counts each of its files,
 	// and is never split: a call holds at least one event). Default 1000.
 	MaxEventsPerCall int
-	// Now is the clock; tombstones are scored with it. Default time.Now.
+	// Now is the clock; tombstones are scored with it and queue items timed
+	// with it. Default time.Now.
 	Now func() time.Time
+	// Queues configures the merge, move and drop queues. The zero value
+	// keeps all three with GigAPI's defaults.
+	Queues QueueConfig
 }
 
 // Index reads and writes the index. It is safe for concurrent use.
@@ -53,6 +58,7 @@ type Index struct {
 	layout    Layout
 	maxEvents int
 	now       func() time.Time
+	queue     *queueConf
 }
 
 // New returns an Index over c. It does not contact Redis; call Load.
@@ -72,6 +78,10 @@ func New(c Client, cfg Config) (*Index, error) {
 	if x.now == nil {
 		x.now = time.Now
 	}
+	var err error
+	if x.queue, err = newQueueConf(cfg.Queues); err != nil {
+		return nil, err
+	}
 	return x, nil
 }
 
@@ -86,16 +96,18 @@ func (x *Index) Load(ctx context.Context) error { return lua.Load(ctx, x.c) }
 type Outcome = lua.Outcome
 
 // Outcomes of an event. For files.replaced: Applied if any of its files
-// changed state, else Ignored if a file was tombstoned, else Duplicate.
+// changed state, else Ignored if a file was tombstoned, else Duplicate;
+// Superseded if it completes a plan no longer leased with its token.
 const (
 	Applied    = lua.Applied
 	Tombstoned = lua.Tombstoned
 	Duplicate  = lua.Duplicate
 	Ignored    = lua.Ignored
+	Superseded = lua.Superseded
 )
 
 // AllOutcomes lists every outcome, for metrics and summaries.
-var AllOutcomes = []Outcome{Applied, Tombstoned, Duplicate, Ignored}
+var AllOutcomes = []Outcome{Applied, Tombstoned, Duplicate, Ignored, Superseded}
 
 // Result is what Apply did.
 type Result struct {
@@ -121,6 +133,16 @@ func (r Result) Count(o Outcome) int {
 // whole Apply before anything is written. If a call fails, the calls before
 // it stay applied; applying the same events again is harmless, so the
 // caller retries the whole slice. Apply does not retain events.
+//
+// A files.replaced event with a plan gets a call of its own: its outputs,
+// its removals and the release of the plan's lease happen atomically. If
+// the lease is no longer held with the plan's token (it expired and was
+// delivered again, or was released), the event is Superseded: its
+// removals are not applied (the inputs stay with the item's current
+// holder) and its outputs that are not live are tombstoned and get drop
+// items, since applying them would index the same rows twice. Replaying a
+// committed event changes nothing. With every queue disabled, plans are
+// ignored and the event applies as it would without one.
 func (x *Index) Apply(ctx context.Context, events []codec.Event) (Result, error) {
 	for i := range events {
 		if err := codec.Validate(&events[i], nil); err != nil {
@@ -131,13 +153,20 @@ func (x *Index) Apply(ctx context.Context, events []codec.Event) (Result, error)
 	var b batch
 	start := 0
 	for i := range events {
-		if i > start && !b.fits(&events[i], i-start, x.maxEvents) {
+		alone := events[i].Plan != nil && x.queue.enabled
+		if i > start && (alone || !b.fits(&events[i], i-start, x.maxEvents)) {
 			if err := x.call(ctx, &b, events[start:i], &res); err != nil {
 				return res, err
 			}
 			start = i
 		}
-		b.add(x.layout, &events[i])
+		x.add(&b, &events[i])
+		if alone {
+			if err := x.call(ctx, &b, events[i:i+1], &res); err != nil {
+				return res, err
+			}
+			start = i + 1
+		}
 	}
 	if start < len(events) {
 		if err := x.call(ctx, &b, events[start:], &res); err != nil {
@@ -152,6 +181,18 @@ func (x *Index) Apply(ctx context.Context, events []codec.Event) (Result, error)
 func (x *Index) call(ctx context.Context, b *batch, events []codec.Event, res *Result) error {
 	b.patch.NowMillis = x.now().UnixMilli()
 	b.patch.Registry = x.layout.Tables()
+	b.patch.Queues = x.queue.enabled
+	b.patch.Plan = nil
+	if x.queue.enabled {
+		b.dropItems(floorDiv(b.patch.NowMillis, 1000))
+		if len(events) == 1 && events[0].Plan != nil {
+			plan, err := x.patchPlan(ctx, &events[0])
+			if err != nil {
+				return err
+			}
+			b.patch.Plan = plan
+		}
+	}
 	outs, err := lua.PatchIndex(ctx, x.c, &b.patch)
 	if err != nil {
 		return err
@@ -176,6 +217,8 @@ func eventOutcome(ops []Outcome) Outcome {
 		switch o {
 		case Applied, Tombstoned:
 			return Applied
+		case Superseded:
+			return Superseded
 		case Ignored:
 			out = Ignored
 		}
@@ -192,13 +235,14 @@ type batch struct {
 	size   int64             // sum of size_bytes of the call's files
 	rows   int64             // sum of row_count of the call's files
 	buf    []byte
+	queue  queueBatch // with queues
 }
 
 // fits reports whether e can join a call holding n events without
 // exceeding maxEvents events or 10×maxEvents file operations, or making a
 // counter delta inexact in Lua (sums must stay below 2^53).
 func (b *batch) fits(e *codec.Event, n, maxEvents int) bool {
-	if n >= maxEvents || len(b.patch.Ops)+e.NumFiles() > 10*maxEvents {
+	if n >= maxEvents || len(b.patch.Ops)+e.NumFiles() > 10*maxEvents || !b.fitsGroups(e) {
 		return false
 	}
 	size, rows := b.size, b.rows
@@ -213,11 +257,17 @@ func (b *batch) fits(e *codec.Event, n, maxEvents int) bool {
 	return fit
 }
 
-func (b *batch) add(l Layout, e *codec.Event) {
+func (x *Index) add(b *batch, e *codec.Event) {
+	l := x.layout
 	if b.tables == nil {
 		b.tables = make(map[[2]string]int)
 		b.files = make(map[[3]string]int)
 		b.dirs = make(map[[3]string]int)
+		if x.queue.enabled {
+			b.queue.groups = make(map[groupKey]int)
+			b.queue.extra = make(map[string]int)
+			b.queue.drops = make(map[string]int)
+		}
 	}
 	tk := [2]string{e.Database, e.Table}
 	t, ok := b.tables[tk]
@@ -229,6 +279,7 @@ func (b *batch) add(l Layout, e *codec.Event) {
 			Tombstones: l.Tombstones(e.Database, e.Table),
 			Stats:      l.Stats(e.Database, e.Table),
 			Member:     l.Member(e.Database, e.Table),
+			Queue:      l.QueueKeys(e.Database, e.Table),
 		})
 	}
 	pt := &b.patch.Tables[t]
@@ -246,6 +297,7 @@ func (b *batch) add(l Layout, e *codec.Event) {
 				b.files[fk] = g
 				b.patch.Files = append(b.patch.Files, lua.PatchFiles{
 					Key: l.Files(e.Database, e.Table, f.Date()), Table: t, Date: f.Date(),
+					Chunks: l.QueueChunks(e.Database, e.Table, f.Date()), Published: l.QueuePublished(e.Database, e.Table, f.Date()),
 				})
 			}
 			d = len(b.patch.Dirs)
@@ -258,6 +310,9 @@ func (b *batch) add(l Layout, e *codec.Event) {
 			op.Entry = string(b.buf)
 			op.SizeBytes, op.RowCount = f.SizeBytes, f.RowCount
 		}
+		if x.queue.enabled {
+			op.Group = x.group(b, e, f, d, deleted)
+		}
 		b.patch.Ops = append(b.patch.Ops, op)
 	})
 }
@@ -267,8 +322,11 @@ func (b *batch) reset() {
 	b.patch.Files = b.patch.Files[:0]
 	b.patch.Dirs = b.patch.Dirs[:0]
 	b.patch.Ops = b.patch.Ops[:0]
+	b.patch.Drops = b.patch.Drops[:0]
+	b.patch.Extra = b.patch.Extra[:0]
 	clear(b.tables)
 	clear(b.files)
 	clear(b.dirs)
+	b.queue.reset()
 	b.size, b.rows = 0, 0
 }

@@ -2,7 +2,10 @@ package index
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/streamindex/indexer/internal/lua"
 )
 
 // DefaultPrefix is the default prefix of indexer's own keys.
@@ -14,9 +17,9 @@ var gigapiPrefixes = []string{"files:", "folders:", "merge:", "move:", "drop:"}
 // Layout is the single place where Redis key names are built.
 //
 // The gigapi layout (the only one so far) keeps GigAPI's own names for the
-// keys its readers read (files:, folders:) and puts indexer's own keys
-// (tombstones, statistics, the table registry) under a prefix that collides
-// with none of them. Those names span hash slots, so it needs a single
+// keys its readers and workers read (files:, folders:, merge:, move:,
+// drop:) and puts indexer's own keys (tombstones, statistics, the table
+// registry, queue records) under a prefix that collides with none of them. Those names span hash slots, so it needs a single
 // shard. A cluster layout would put every key of one table under one hash
 // tag by changing table() and the registry; nothing else builds names.
 type Layout struct {
@@ -76,12 +79,75 @@ func (l Layout) Stats(db, table string) string { return l.prefix + "stats:" + l.
 // Tables is the SET of every table indexed, as "<db>:<table>" members.
 func (l Layout) Tables() string { return l.prefix + "tables" }
 
+// Lock is the STRING key of the lock named name (e.g. "gc"), which holds
+// the random token of its holder while it is held.
+func (l Layout) Lock(name string) string { return l.prefix + "lock:" + name }
+
 // Member is a table's member in the Tables set.
 func (l Layout) Member(db, table string) string { return db + ":" + table }
 
 // ParseMember splits a member of the Tables set into database and table.
 func (l Layout) ParseMember(m string) (db, table string, ok bool) {
 	return strings.Cut(m, ":")
+}
+
+// Queue keys. GigAPI's compactor, mover and dropper lease items from the
+// :idle lists and keep leased ones in the :processing lists; writer is
+// usually "" (so GigAPI's own keys contain "::").
+
+// MergeQueue is the key of a merge queue without its :idle/:processing
+// suffix: "merge:<db>:<table>:<N>:<dir>:<layer>:<writer>".
+func (l Layout) MergeQueue(db, table string, n int, dir, layer, writer string) string {
+	return "merge:" + l.table(db, table) + ":" + strconv.Itoa(n) + ":" + dir + ":" + layer + ":" + writer
+}
+
+// MoveQueue is "move:<db>:<table>:<layer>:<writer>", without suffix.
+func (l Layout) MoveQueue(db, table, layer, writer string) string {
+	return "move:" + l.table(db, table) + ":" + layer + ":" + writer
+}
+
+// DropQueue is "drop:<db>:<table>:<layer>:<writer>", without suffix.
+func (l Layout) DropQueue(db, table, layer, writer string) string {
+	return "drop:" + l.table(db, table) + ":" + layer + ":" + writer
+}
+
+// Idle is the list of items waiting in queue q (a MergeQueue, MoveQueue
+// or DropQueue).
+func (l Layout) Idle(q string) string { return q + ":idle" }
+
+// Processing is the list of leased items of queue q.
+func (l Layout) Processing(q string) string { return q + ":processing" }
+
+// QueuePatterns match every queue list of a table, for SCAN.
+func (l Layout) QueuePatterns(db, table string) []string {
+	t := l.table(db, table)
+	return []string{"merge:" + t + ":*", "move:" + t + ":*", "drop:" + t + ":*"}
+}
+
+// QueueKeys are a table's own queue records (see internal/lua/queue.go):
+// the state hash (item records, counters, leases), the items pending
+// publication and published, and the lease expiries.
+func (l Layout) QueueKeys(db, table string) lua.QueueKeys {
+	t := l.table(db, table)
+	return lua.QueueKeys{
+		State:   l.prefix + "q:" + t,
+		Pending: l.prefix + "qd:" + t,
+		Ready:   l.prefix + "qr:" + t,
+		Leases:  l.prefix + "ql:" + t,
+	}
+}
+
+// QueueChunks is the LIST of a table's pending queue items' paths for
+// one date ("date=YYYY-MM-DD"): pairs of item seq and paths joined by
+// newlines.
+func (l Layout) QueueChunks(db, table, date string) string {
+	return l.prefix + "qc:" + l.table(db, table) + ":" + date
+}
+
+// QueuePublished is the HASH of the paths listed by a table's published
+// queue items for one date, valued by the item's id.
+func (l Layout) QueuePublished(db, table, date string) string {
+	return l.prefix + "qx:" + l.table(db, table) + ":" + date
 }
 
 // Own reports whether key is one of indexer's or GigAPI's index keys; a

@@ -31,10 +31,19 @@ var all = map[string]*redis.Script{
 	"patch_index.lua":   patchIndex,
 	"gc_tombstones.lua": gcTombstones,
 
+	"queue_publish.lua":    queuePublish,
+	"queue_lease.lua":      queueLease,
+	"queue_lease_drop.lua": queueLeaseDrop,
+	"queue_redeliver.lua":  queueRedeliver,
+	"queue_done.lua":       queueDone,
+
 	"stream_dead_letter.lua":     streamDeadLetter,
 	"stream_claim.lua":           streamClaim,
 	"stream_extend.lua":          streamExtend,
 	"stream_delete_consumer.lua": streamDeleteConsumer,
+	"stream_requeue.lua":         streamRequeue,
+
+	"lock_release.lua": lockRelease,
 }
 
 // Load loads every script into c's script cache. It fails if a script does

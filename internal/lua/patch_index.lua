@@ -4,19 +4,30 @@
 -- documents them; Lua never builds a key name.
 --
 -- Each path is a state machine where delete wins:
---   absent     + create -> live        (entry stored, folder +1, stats +)
---   absent     + delete -> tombstoned  (tombstone only)
+--   absent     + create -> live        (entry stored, folder +1, stats +,
+--                                       enrolled in its merge or move item)
+--   absent     + delete -> tombstoned  (tombstone, drop item)
 --   live       + create -> live        (duplicate, no-op)
---   live       + delete -> tombstoned  (entry removed, folder -1, stats -)
+--   live       + delete -> tombstoned  (entry removed, folder -1, stats -,
+--                                       drop item, out of its published item)
 --   tombstoned + any    -> tombstoned  (ignored / duplicate; tombstone touched)
 -- Go collapses a batch's ops per path into one kind: C (created), D
 -- (deleted) or B (both; delete wins whatever the order), so the final state
 -- depends only on the kind and the initial state, which the script returns
 -- for Go to label each op.
 --
+-- Queues (queue.go documents the records): the paths that become live in
+-- a queue group join the group's last item while it is not due and the
+-- size fits, as one list element per group (a chunk Go joined); an item is
+-- published into GigAPI's :idle list when due, from its live paths. So no
+-- item is read or rewritten here, whatever its length: an append costs
+-- nothing per path, and a delete only looks the path up among published
+-- items (an item withdrawn from its :idle list goes back to pending).
+--
 -- The call runs in three phases so that a failing call writes nothing:
 --   1. read: check every key's type, read every path's state and the
---      counters that will change (failing here leaves Redis untouched);
+--      counters and records that will change (failing here leaves Redis
+--      untouched);
 --   2. decide, path by path, and sum counter changes per folder;
 --   3. write the difference, with commands that cannot fail once phase 1
 --      passed.
@@ -24,10 +35,14 @@
 -- folder with the sums of its created paths' sizes and rows, so the common
 -- case (every create takes effect) parses no number per path.
 -- Returns one digit per path, in the order received: its initial state,
--- 0 absent, 1 live, 2 tombstoned.
+-- 0 absent, 1 live, 2 tombstoned; then, for a call with a plan, 'r' when
+-- the plan's lease was released, 's' when the plan was superseded, or 'd'
+-- when the call replays a commit already applied (nothing changes).
 
 local now = ARGV[1]
 local ntables, nfiles, ndirs = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local queues, ndrops, nextra = ARGV[5] == '1', tonumber(ARGV[6]), tonumber(ARGV[7])
+local planmode, now_s = ARGV[8], tonumber(ARGV[9])
 local CHUNK = 4000 -- stays under Lua's unpack limit (LUAI_MAXCSTACK 8000)
 
 local function fail(code, msg)
@@ -74,43 +89,137 @@ local function size_rows(v)
   return 0, 0
 end
 
+-- Counters must hold integers before anything is written, so that no write
+-- below can fail halfway. Values stay far below 2^63 (HINCRBY's limit).
+local function is_int(v)
+  return v == false or (string.len(v) < 18 and string.match(v, '^%-?%d+$') ~= nil)
+end
+
+local function fmt(v) return string.format('%d', v) end
+
 -- Phase 1: keys, types, current state.
 check_type(KEYS[1], 'set')
 
-local tables, a = {}, 5
+local nk, nf = 3, 1 -- keys per table, per files group
+if queues then nk, nf = 6, 3 end
+local tables, a = {}, 10
 for t = 1, ntables do
-  local k = 2 + 3 * (t - 1)
+  local k = 2 + nk * (t - 1)
   local tb = {folders = KEYS[k], tomb = KEYS[k + 1], stats = KEYS[k + 2],
     member = ARGV[a], evtime = ARGV[a + 1], tombs = {'GT'}, ntombs = 1,
     files = 0, bytes = 0, rows = 0, dirs = {}, ndirs = 0}
   check_type(tb.folders, 'hash')
   check_type(tb.tomb, 'zset')
   check_type(tb.stats, 'hash')
+  if queues then
+    -- The table's queue records: state hash, items pending publication
+    -- (member seq) and published items (member id), scored by time_s.
+    tb.q = {state = KEYS[k + 3], pending = KEYS[k + 4], ready = KEYS[k + 5],
+      groups = {}, ngroups = 0, hset = {}, nhset = 0, hdel = {}, nhdel = 0, padd = {}, npadd = 0}
+    check_type(tb.q.state, 'hash')
+    check_type(tb.q.pending, 'zset')
+    check_type(tb.q.ready, 'zset')
+  end
   tables[t] = tb
   a = a + 2
 end
 
 -- A files group is one files: hash (a table and a date); its paths are
--- paths[first..last]. States are the strings '0' absent, '1' live, '2'
--- tombstoned (strings, so the reply needs no number formatting).
+-- paths[first..last]. With queues, also the date's chunk list (pairs of
+-- item seq and '\n'-joined paths) and its published-path hash (path -> id
+-- of the published item listing it). States are the strings '0' absent,
+-- '1' live, '2' tombstoned (strings, so the reply needs no number
+-- formatting).
 local files = {}
+local kf = 1 + nk * ntables
 for f = 1, nfiles do
-  local fg = {key = KEYS[1 + 3 * ntables + f], tb = tables[tonumber(ARGV[a])], date = ARGV[a + 1],
+  local k = kf + nf * (f - 1) + 1
+  local fg = {key = KEYS[k], tb = tables[tonumber(ARGV[a])], date = ARGV[a + 1],
     files = 0, bytes = 0, rows = 0}
   check_type(fg.key, 'hash')
+  if queues then
+    fg.chunks, fg.pub, fg.cl, fg.ncl, fg.dp, fg.dd, fg.dg, fg.ndp = KEYS[k + 1], KEYS[k + 2], {}, 0, {}, {}, {}, 0
+    check_type(fg.chunks, 'list')
+    -- Without published items on this date, deletes need no lookup.
+    local t = redis.call('TYPE', fg.pub)['ok']
+    if t ~= 'none' and t ~= 'hash' then
+      fail('WRONGTYPE', 'key ' .. fg.pub .. ' holds a ' .. t .. ', expected a hash')
+    end
+    fg.haspub = t == 'hash'
+  end
   files[f] = fg
   a = a + 2
 end
 
+-- The drop lists, and the extra keys: the :idle lists withdrawals may
+-- touch, type-checked when first used (still before the first write).
+local kd = kf + nf * nfiles
+local drops = {}
+for i = 1, ndrops do
+  drops[i] = {key = KEYS[kd + i], items = {}, n = 0}
+  check_type(drops[i].key, 'list')
+end
+drops[0] = false
+local ke = kd + ndrops
+local checked = {}
+local function extra(i, want)
+  local key = KEYS[ke + i]
+  if not checked[i] then
+    check_type(key, want)
+    checked[i] = true
+  end
+  return key
+end
+
+-- The plan a files.replaced completes: 'P' to check (its id and token, the
+-- :processing list and the lease set follow), 'S' already known stale.
+local plan
+if planmode == 'P' then
+  plan = {id = ARGV[a], token = ARGV[a + 1], processing = KEYS[ke + nextra + 1], leases = KEYS[ke + nextra + 2]}
+  a = a + 2
+  check_type(plan.processing, 'list')
+  check_type(plan.leases, 'zset')
+  local st = tables[1].q.state
+  local rec = redis.call('HGET', st, 'l' .. plan.id)
+  local tok = rec and string.match(rec, '^(%d+) ')
+  if tok == plan.token then
+    plan.json = redis.call('HGET', st, 'j' .. plan.id)
+    if plan.json and redis.call('LPOS', plan.processing, plan.json) then plan.valid = true end
+  end
+end
+local superseded = planmode == 'S' or (plan ~= nil and not plan.valid)
+
 -- A dir is one folder of a files group: its name, its paths' kinds (one
--- letter each), and the sums of its created paths' sizes and rows.
+-- letter each: C created, E created into a merge or move item, D deleted,
+-- B both), and the sums of its created paths' sizes and rows. With
+-- queues, also one byte per path (its queue group in the dir, 0 for
+-- none), one byte per group (its drop list, 0 for none), one double per
+-- path (its size), and its groups, five ARGV each: the field of its last
+-- item ("L" and the group), the hash its item ids carry, its chunk (its
+-- created paths, '\n'-joined), its numbers, and its cuts (see below); ''
+-- for a group with no item.
 local dirs = {}
 for d = 1, ndirs do
-  dirs[d] = {fg = files[tonumber(ARGV[a])], name = ARGV[a + 1], kinds = ARGV[a + 2],
+  local dir = {fg = files[tonumber(ARGV[a])], name = ARGV[a + 1], kinds = ARGV[a + 2],
     files = 0, bytes = tonumber(ARGV[a + 3]), rows = tonumber(ARGV[a + 4])}
   a = a + 5
+  if queues then
+    dir.q, dir.nums, dir.g0 = ARGV[a], ARGV[a + 2], a + 4
+    dir.gd = {string.byte(ARGV[a + 1], 1, -1)}
+    a = a + 4 + 5 * tonumber(ARGV[a + 3])
+  end
+  dirs[d] = dir
 end
 local first_path = a
+-- Drop items come after the path (and entry) of each delete, and of each
+-- create in a call with a plan.
+local dropargs = queues and ndrops > 0
+local cdrop = dropargs and planmode ~= '' and 1 or 0
+local ddrop = dropargs and 1 or 0
+-- adv[k] is how many ARGV a path of kind k takes: C and E a path, an
+-- entry (and a drop item in a call with a plan), D a path (and a drop
+-- item), B a path and an entry (and a drop item).
+local adv = {[67] = 2 + cdrop, [69] = 2 + cdrop, [68] = 1 + ddrop, [66] = 2 + ddrop}
 
 -- Pass 1: the paths, each followed in ARGV by its entry when created.
 local paths, n = {}, 0
@@ -118,10 +227,11 @@ for d = 1, ndirs do
   local dir = dirs[d]
   local kinds, fg = dir.kinds, dir.fg
   if not fg.first then fg.first = n + 1 end
+  dir.n0 = n
   for j = 1, string.len(kinds) do
     n = n + 1
     paths[n] = ARGV[a]
-    if string.byte(kinds, j) == 68 then a = a + 1 else a = a + 2 end -- 68 = 'D'
+    a = a + adv[string.byte(kinds, j)]
   end
   fg.last = n
 end
@@ -160,11 +270,17 @@ local function uncount(dir, e)
   dir.bytes, dir.rows = dir.bytes - size, dir.rows - rows
 end
 
+local unpack_struct = struct.unpack
+
+local dbyte = string.byte
+local replay = true
+
 a, n = first_path, 0
 for d = 1, ndirs do
   local dir = dirs[d]
   local kinds, fg = dir.kinds, dir.fg
   local tb = fg.tb
+  local qb, gd = dir.q, dir.gd
   local hset, hdel, tombs = fg.hset, fg.hdel, tb.tombs
   if not hset then
     hset, hdel = {}, {}
@@ -173,20 +289,40 @@ for d = 1, ndirs do
   local nhset, nhdel, ntombs = fg.nhset, fg.nhdel, tb.ntombs
   for j = 1, string.len(kinds) do
     n = n + 1
-    local k, s, p = string.byte(kinds, j), st[n], paths[n]
-    if k == 67 then -- 'C': created
+    local k, s, p = dbyte(kinds, j), st[n], paths[n]
+    if superseded then
+      -- A stale worker's commit: its removals are not applied, and its
+      -- outputs that are not live are garbage to drop. (A replay of a
+      -- committed event finds its outputs live and its inputs gone.)
+      if (k == 68 and s ~= '2') or (k ~= 68 and s ~= '1') then replay = false end
+      if k ~= 68 then
+        uncount(dir, ARGV[a + 1])
+        if s == '0' then
+          tombs[ntombs + 1], tombs[ntombs + 2] = now, p
+          ntombs = ntombs + 2
+          local tg = qb and drops[gd[dbyte(qb, j)] or 0]
+          if tg then
+            tg.n = tg.n + 1
+            tg.items[tg.n] = ARGV[a + 2]
+          end
+        end
+      end
+      a = a + adv[k]
+    elseif k == 67 or k == 69 then -- 'C', 'E': created
       if s == '0' then
         hset[nhset + 1], hset[nhset + 2] = p, ARGV[a + 1]
         nhset = nhset + 2
         dir.files = dir.files + 1
       else
+        -- An 'E' without effect: its group's chunk must leave it out.
+        if k == 69 then dir.ex = true end
         uncount(dir, ARGV[a + 1]) -- duplicate, or tombstoned
         if s == '2' then -- a late create touches its tombstone (see gc_tombstones)
           tombs[ntombs + 1], tombs[ntombs + 2] = now, p
           ntombs = ntombs + 2
         end
       end
-      a = a + 2
+      a = a + 2 + cdrop
     else -- 'D' deleted, or 'B' created and deleted: the path ends tombstoned
       if k == 66 then -- 'B'
         uncount(dir, ARGV[a + 1])
@@ -194,12 +330,24 @@ for d = 1, ndirs do
       else
         a = a + 1
       end
+      local gi = qb and s ~= '2' and dbyte(qb, j)
       if s == '1' then
         nhdel = nhdel + 1
         hdel[nhdel] = p
         local size, rows = size_rows(entry[n])
         dir.files, dir.bytes, dir.rows = dir.files - 1, dir.bytes - size, dir.rows - rows
+        if fg.haspub then
+          -- Look it up among published items, to withdraw its item.
+          local e = fg.ndp + 1
+          fg.dp[e], fg.dd[e], fg.dg[e], fg.ndp = p, dir, gi, e
+        end
       end
+      local tg = gi and drops[gd[gi] or 0]
+      if tg then
+        tg.n = tg.n + 1
+        tg.items[tg.n] = ARGV[a]
+      end
+      if dropargs then a = a + 1 end
       tombs[ntombs + 1], tombs[ntombs + 2] = now, p
       ntombs = ntombs + 2
     end
@@ -214,10 +362,195 @@ for d = 1, ndirs do
   end
 end
 
--- Counters must hold integers before anything is written, so that no write
--- below can fail halfway. Values stay far below 2^63 (HINCRBY's limit).
-local function is_int(v)
-  return v == false or (string.len(v) < 18 and string.match(v, '^%-?%d+$') ~= nil)
+-- Queue records (queue.go): the state hash holds "seq" (the last item
+-- seq), "i<seq>" per pending item ("<kind> <time_s> <id-or-hash> <group>"),
+-- "L<group>" per merge key (seq, size and time_s of its last item, packed
+-- as three doubles; new files join it while it is not due and size +
+-- size_bytes <= max; the size counts files deleted since, so it only errs
+-- towards starting a new item), and "J<id>"/"G<id>" per published item
+-- (its JSON, its group).
+local pack_struct = struct.pack
+for t = 1, ntables do
+  local tb = tables[t]
+  local q = tb.q
+  if q then
+    local cur = redis.call('HGET', q.state, 'seq')
+    if not is_int(cur) then fail('CORRUPT', 'field seq of ' .. q.state .. ' is not an integer') end
+    q.seq = tonumber(cur or 0)
+    q.seq0 = q.seq
+    -- The table's groups with created paths (their chunk is not empty),
+    -- and the last items of the merge keys among them. A superseded
+    -- commit makes nothing live.
+    local gs, ngs, lf, nlf = {}, 0, {}, 0
+    for d = 1, superseded and 0 or ndirs do
+      local dir = dirs[d]
+      if dir.fg.tb == tb then
+        for gi = 1, #dir.gd do
+          local b = dir.g0 + 5 * (gi - 1)
+          if ARGV[b + 2] ~= '' then
+            ngs = ngs + 1
+            gs[ngs] = {b, dir, gi}
+            if dbyte(ARGV[b + 3], 1) == 109 then -- 'm'
+              nlf = nlf + 1
+              lf[nlf] = ARGV[b]
+            end
+          end
+        end
+      end
+    end
+    local lv = nlf > 0 and call('HMGET', q.state, lf, 1, nlf) or {}
+    local function newitem(kind, b, tm, id)
+      q.seq = q.seq + 1
+      local seq = fmt(q.seq)
+      q.hset[q.nhset + 1], q.hset[q.nhset + 2] = 'i' .. seq, kind .. fmt(tm) .. ' ' .. id .. ' ' .. string.sub(ARGV[b], 2)
+      q.padd[q.npadd + 1], q.padd[q.npadd + 2] = tm, seq
+      q.nhset, q.npadd = q.nhset + 2, q.npadd + 2
+      return seq
+    end
+    local function push(fg, seq, chunk)
+      fg.cl[fg.ncl + 1], fg.cl[fg.ncl + 2] = seq, chunk
+      fg.ncl = fg.ncl + 2
+    end
+    -- live returns the group's created paths that became live, with their
+    -- sizes (walking its dir again: only for the rare groups that need it).
+    local function live(dir, gi)
+      local ps, zs, n0 = {}, {}, dir.n0
+      local kinds, qb = dir.kinds, dir.q
+      for j = 1, string.len(kinds) do
+        if dbyte(kinds, j) == 69 and dbyte(qb, j) == gi and st[n0 + j] == '0' then
+          ps[#ps + 1] = paths[n0 + j]
+          zs[#zs + 1] = unpack_struct('<d', dir.nums, 8 * j - 7)
+        end
+      end
+      return ps, zs
+    end
+    nlf = 0
+    for i = 1, ngs do
+      local b, dir, gi = gs[i][1], gs[i][2], gs[i][3]
+      local fg = dir.fg
+      local chunk = ARGV[b + 2]
+      local kind, timeout, max, total, count, vtime = unpack_struct('<Bddddd', ARGV[b + 3])
+      if kind == 118 then -- 'v': moves, one batch per group, due at chunk time + TTL
+        if dir.ex then chunk = table.concat((live(dir, gi)), '\n') end
+        if chunk ~= '' then push(fg, newitem('v ', b, vtime, ARGV[b + 1]), chunk) end
+      else
+        nlf = nlf + 1
+        local seq, size, tm
+        if lv[nlf] then
+          if string.len(lv[nlf]) ~= 24 then
+            fail('CORRUPT', 'field ' .. ARGV[b] .. ' of ' .. q.state .. ' is not a last-item pointer')
+          end
+          seq, size, tm = unpack_struct('<ddd', lv[nlf])
+          if tm <= now_s then seq = nil end -- due: it may be published any moment
+        end
+        if not dir.ex and seq and size + total <= max then
+          -- The common case: the whole chunk joins the last item.
+          push(fg, fmt(seq), chunk)
+          size = size + total
+        elseif not dir.ex then
+          -- Item by item, with the cuts Go computed for the group's paths:
+          -- per path j, P the size of paths 1..j, E where path j ends in
+          -- the chunk, N the first path an item starting at j cannot take.
+          local cuts, nc = ARGV[b + 4], count
+          local function cut(j)
+            if j == 0 then return 0, -1, 1 end
+            return unpack_struct('<dII', cuts, 16 * j - 15)
+          end
+          local i = 1
+          if seq then
+            -- The last item takes paths 1..i-1: i is the first path it
+            -- cannot take.
+            local lo, hi = 1, nc
+            while lo < hi do
+              local mid = math.floor((lo + hi) / 2)
+              if size + cut(mid) > max then hi = mid else lo = mid + 1 end
+            end
+            i = lo
+            if i > 1 then
+              local pz, e = cut(i - 1)
+              push(fg, fmt(seq), string.sub(chunk, 1, e))
+              size = size + pz
+            end
+          end
+          while i <= nc do
+            local p0, e0 = cut(i - 1)
+            local _, ei, ni = cut(i)
+            local pz, ez = cut(ni - 1)
+            tm = now_s + timeout
+            seq = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. string.sub(chunk, e0 + 26, ei - 8))
+            push(fg, seq, string.sub(chunk, e0 + 2, ez))
+            size, i = pz - p0, ni
+          end
+        else
+          -- Path by path: the item takes paths while the size fits.
+          local ps, zs = live(dir, gi)
+          local cs, nc = {}, 0
+          if seq then seq = fmt(seq) end
+          for e = 1, #ps do
+            local p, sz = ps[e], zs[e]
+            if not seq or size + sz > max then
+              if nc > 0 then push(fg, seq, table.concat(cs, '\n')) end
+              tm = now_s + timeout
+              seq, size, cs, nc = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. string.sub(p, 25, -9)), 0, {}, 0
+            end
+            nc = nc + 1
+            cs[nc] = p
+            size = size + sz
+          end
+          if nc > 0 then push(fg, seq, table.concat(cs, '\n')) end
+        end
+        if type(seq) == 'number' then seq = fmt(seq) end
+        if seq then
+          q.hset[q.nhset + 1], q.hset[q.nhset + 2] = ARGV[b], pack_struct('<ddd', seq, size, tm)
+          q.nhset = q.nhset + 2
+        end
+      end
+    end
+  end
+end
+
+-- Deletes of live paths: a path listed by a published item (still in its
+-- :idle list, waiting for a worker) withdraws that item; its other live
+-- paths go back to pending, as a new item with the same id and time_s,
+-- due so that it is published again at once.
+local withdrawn = {}
+for f = 1, nfiles do
+  local fg = files[f]
+  if fg.ndp and fg.ndp > 0 then
+    local ids = call('HMGET', fg.pub, fg.dp, 1, fg.ndp)
+    for e = 1, fg.ndp do
+      local id = ids[e]
+      if id then
+        local q = fg.tb.q
+        local w = withdrawn[id]
+        if not w then
+          local json = redis.call('HGET', q.state, 'J' .. id)
+          local gid = redis.call('HGET', q.state, 'G' .. id)
+          if not json or not gid then
+            fail('CORRUPT', 'published item ' .. id .. ' of ' .. fg.pub .. ' has no record in ' .. q.state)
+          end
+          local gi, idle, lfield = fg.dg[e], 0, ''
+          if gi > 0 then
+            local b = fg.dd[e].g0 + 5 * (gi - 1)
+            lfield = ARGV[b]
+            idle = select(7, unpack_struct('<BdddddH', ARGV[b + 3]))
+          end
+          if string.sub(lfield, 2) ~= gid or idle == 0 then
+            fail('QUEUE', 'the delete of ' .. fg.dp[e] .. ' names another layer or writer than its queued item ' ..
+              id .. ' (' .. gid .. '); send deletes with the layer and writer_id of the file')
+          end
+          local ok, item = pcall(cjson.decode, json)
+          if not ok or type(item) ~= 'table' then
+            fail('CORRUPT', 'published item ' .. id .. ' in ' .. q.state .. ' is not JSON')
+          end
+          w = {id = id, json = json, item = item, gid = gid, q = q, fg = fg, idle = extra(idle, 'list'), gone = {}}
+          withdrawn[id] = w
+          withdrawn[#withdrawn + 1] = w
+        end
+        w.gone[fg.dp[e]] = true
+      end
+    end
+  end
 end
 
 for t = 1, ntables do
@@ -264,12 +597,44 @@ local function newer(x, y) -- decimal strings without sign or leading zeros
   return x > y
 end
 
-local function fmt(v) return string.format('%d', v) end
-
 for f = 1, nfiles do
   local fg = files[f]
   if fg.nhset > 0 then call('HSET', fg.key, fg.hset, 1, fg.nhset) end
   if fg.nhdel > 0 then call('HDEL', fg.key, fg.hdel, 1, fg.nhdel) end
+end
+
+-- Withdrawals: out of the :idle list and the published-path hash; the
+-- paths still live go back to pending (merge), a move item just goes.
+for _, w in ipairs(withdrawn) do
+  local q, fg = w.q, w.fg
+  local removed = redis.call('LREM', w.idle, 1, w.json)
+  local item = w.item
+  local ps = item.paths or {item.path_from}
+  if #ps > 0 then call('HDEL', fg.pub, ps, 1, #ps) end
+  q.hdel[q.nhdel + 1], q.hdel[q.nhdel + 2] = 'J' .. w.id, 'G' .. w.id
+  q.nhdel = q.nhdel + 2
+  redis.call('ZREM', q.ready, w.id)
+  if removed > 0 and item.paths then
+    local keep, nk2 = {}, 0
+    for _, p in ipairs(ps) do
+      if not w.gone[p] then
+        nk2 = nk2 + 1
+        keep[nk2] = p
+      end
+    end
+    if nk2 > 0 then
+      -- item.time_s is an integer below 2^53, exact in a double.
+      local tm = string.match(w.json, '"time_s":(%d+)')
+      q.seq = q.seq + 1
+      local seq = fmt(q.seq)
+      q.hset[q.nhset + 1], q.hset[q.nhset + 2] = 'i' .. seq, 'm ' .. tm .. ' ' .. w.id .. ' ' .. w.gid
+      q.nhset = q.nhset + 2
+      q.padd[q.npadd + 1], q.padd[q.npadd + 2] = tm, seq
+      q.npadd = q.npadd + 2
+      fg.cl[fg.ncl + 1], fg.cl[fg.ncl + 2] = seq, table.concat(keep, '\n')
+      fg.ncl = fg.ncl + 2
+    end
+  end
 end
 
 local members = {}
@@ -316,7 +681,40 @@ for t = 1, ntables do
   if newer(tb.evtime, tb.last_event) then
     redis.call('HSET', tb.stats, 'last_event_ns', tb.evtime)
   end
+  local q = tb.q
+  if q then
+    if q.seq ~= q.seq0 then
+      q.hset[q.nhset + 1], q.hset[q.nhset + 2] = 'seq', fmt(q.seq)
+      q.nhset = q.nhset + 2
+    end
+    if q.nhdel > 0 then call('HDEL', q.state, q.hdel, 1, q.nhdel) end
+    if q.nhset > 0 then call('HSET', q.state, q.hset, 1, q.nhset) end
+    if q.npadd > 0 then call('ZADD', q.pending, q.padd, 1, q.npadd) end
+  end
 end
 call('SADD', KEYS[1], members, 1, ntables)
 
-return table.concat(st, '', 1, n)
+for f = 1, nfiles do
+  local fg = files[f]
+  if fg.ncl and fg.ncl > 0 then call('RPUSH', fg.chunks, fg.cl, 1, fg.ncl) end
+end
+for i = 1, ndrops do
+  local tg = drops[i]
+  if tg.n > 0 then call('RPUSH', tg.key, tg.items, 1, tg.n) end
+end
+
+local res = table.concat(st, '', 1, n)
+if plan then
+  if plan.valid then
+    -- The commit completes the plan: release its lease.
+    redis.call('LREM', plan.processing, 1, plan.json)
+    redis.call('HDEL', tables[1].q.state, 'l' .. plan.id, 'j' .. plan.id)
+    redis.call('ZREM', plan.leases, plan.id)
+    return res .. 'r'
+  end
+end
+if superseded then
+  if replay then return res .. 'd' end
+  return res .. 's'
+end
+return res

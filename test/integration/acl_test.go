@@ -58,9 +58,28 @@ func TestRedisLeastPrivilegeACL(t *testing.T) {
 	admin.must("", "setup", "--source", "redis")
 
 	h := e.publish(3000, 21) // writers use their own credentials
-	w := e.start("w1", as("indexer-worker"), redisWorkerArgs()...)
+	// The worker also collects tombstones (with a lock).
+	w := e.start("w1", as("indexer-worker"), redisWorkerArgs("--gc-interval", "200ms", "--tombstone-min-age", "0")...)
 	e.waitRedisDrained(stream, group, time.Minute)
 	e.checkIndex(h.model)
+	w.waitLog(t, `"msg":"tombstones collected"`, 10*time.Second)
+	if b, _ := os.ReadFile(w.logPath); strings.Contains(string(b), "NOPERM") {
+		t.Errorf("the worker was refused a command:\n%s", b)
+	}
+
+	// The operator commands, as the admin.
+	admin.must("", "status", "--format", "json")
+	admin.must("", "replay", "--from", "earliest", "--quiet")
+	admin.must("", "group", "reset", "--to", "latest")
+	admin.must("", "dlq", "list")
+	admin.must("", "dlq", "requeue", "--all")
+	admin.must("", "dlq", "purge")
+	admin.must("", "gc")
+	ac := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), Username: "indexer-admin", Password: users["indexer-admin"]})
+	defer ac.Close()
+	if err := ac.FlushAll(ctx).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("admin FLUSHALL: %v, want NOPERM", err)
+	}
 
 	reader := *e
 	reader.vars = append(append([]string{}, e.vars...), as("indexer-reader")...)

@@ -69,8 +69,8 @@ type SetupConfig struct {
 	Replicas int
 	// DeliverFrom is where a newly created consumer starts. The zero value
 	// starts at the stream's first message. It is ignored, with a warning,
-	// when the consumer exists already.
-	// TODO: 'indexer group reset' re-creates the consumer with it.
+	// when the consumer exists already: ResetConsumer ('indexer group
+	// reset') moves an existing one.
 	DeliverFrom DeliverFrom
 }
 
