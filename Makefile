@@ -15,7 +15,12 @@ ifneq ($(T),)
 TESTFLAGS += -run '$(T)'
 endif
 
-.PHONY: help build run demo test fuzz bench gobench lint clean
+# The fault-injection scenarios append their summary lines here; test and
+# soak print them at the end.
+FAULT_SUMMARY := $(CURDIR)/var/fault-summary.txt
+SOAK_EVENTS ?= 1000000
+
+.PHONY: help build run demo test soak need-redis fuzz bench gobench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
@@ -29,16 +34,29 @@ run: build ## run a worker in the foreground (NATS embedded, Redis at INDEXER_RE
 demo: build ## the whole job end to end on loopback: Redis + embedded NATS, 100,000 events, then stats and a query
 	./scripts/demo.sh
 
-test: ## every test, unit and integration, against real servers the tests start (needs redis-server)
+test: need-redis ## every test, unit and integration, against real servers the tests start (needs redis-server)
+	$(call with_fault_summary,$(GO) test $(TESTFLAGS) $(PKG))
+
+soak: need-redis ## the fault-injection chaos run with SOAK_EVENTS (default 1,000,000) events per source (about 10 minutes per 1M)
+	$(call with_fault_summary,INDEXER_SOAK_EVENTS=$(SOAK_EVENTS) $(GO) test -count=1 -timeout 3h -v -run '^TestChaos$$' ./test/integration)
+
+# with_fault_summary runs a test command with INDEXER_FAULT_SUMMARY set, then
+# prints the summary lines the fault-injection scenarios wrote, and exits
+# with the command's status.
+define with_fault_summary
+	@mkdir -p var && rm -f $(FAULT_SUMMARY)
+	INDEXER_FAULT_SUMMARY=$(FAULT_SUMMARY) $(1); rc=$$?; \
+	  if [ -s $(FAULT_SUMMARY) ]; then echo "fault-injection summary ($(FAULT_SUMMARY)):"; sort $(FAULT_SUMMARY); fi; exit $$rc
+endef
+
+need-redis:
 	@command -v redis-server >/dev/null || { echo "redis-server not found: install it with 'sudo apt-get install -y redis-server' (or run .ci/run)"; exit 1; }
-	$(GO) test $(TESTFLAGS) $(PKG)
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
 
-bench: build ## indexer bench: events/s, latency, Redis CPU/event, scaling vs ceilings and a naive baseline (minutes; BENCH_ARGS=--quick); JSON in var/bench.json
-	@command -v redis-server >/dev/null || { echo "redis-server not found: install it with 'sudo apt-get install -y redis-server'"; exit 1; }
+bench: build need-redis ## indexer bench: events/s, latency, Redis CPU/event, scaling vs ceilings and a naive baseline (minutes; BENCH_ARGS=--quick); JSON in var/bench.json
 	@mkdir -p var
 	./$(BIN) bench --json var/bench.json $(BENCH_ARGS)
 

@@ -140,7 +140,8 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			}()
 		}
 
-		r, err := consumer.New(consumer.Config{Source: src, Index: x, Decoder: dec, BatchSize: wo.batchSize, BatchBytes: wo.batchBytes,
+		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
+		r, err := consumer.New(consumer.Config{Source: src, Index: applier, Decoder: dec, BatchSize: wo.batchSize, BatchBytes: wo.batchBytes,
 			Linger: wo.linger, MaxDeliver: wo.maxDeliver, ShutdownTimeout: wo.shutdownTimeout, Logger: log, Metrics: metrics})
 		if err != nil {
 			return usagef("%v", err)

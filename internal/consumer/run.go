@@ -521,23 +521,53 @@ func (r *Runner) renewLeases(ctx context.Context) {
 	}
 }
 
-// lagLoop refreshes the lag metric, if the source can tell it.
+// lagLoop refreshes the lag metric, if the source can tell it, and counts
+// the messages dropped from the stream before the group read them, if the
+// source can tell that (TrimCounter).
 func (r *Runner) lagLoop(ctx context.Context) {
-	lg, ok := r.cfg.Source.(Lagger)
-	if !ok || r.cfg.Metrics == nil {
+	lg, _ := r.cfg.Source.(Lagger)
+	tc, _ := r.cfg.Source.(TrimCounter)
+	if r.cfg.Metrics == nil {
+		lg = nil
+	}
+	if r.cfg.Replay {
+		tc = nil // a replay's temporary group: the workers' group counts
+	}
+	if lg == nil && tc == nil {
 		return
 	}
 	t := time.NewTicker(r.cfg.LagEvery)
 	defer t.Stop()
 	for {
-		if n, err := lg.Lag(ctx); err == nil {
-			r.cfg.Metrics.SetLag(n)
+		if lg != nil {
+			if n, err := lg.Lag(ctx); err == nil {
+				r.cfg.Metrics.SetLag(n)
+			}
+		}
+		if tc != nil {
+			r.countTrimmed(ctx, tc)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// countTrimmed counts the messages the source says were dropped before
+// the group read them, and raises the alarm.
+func (r *Runner) countTrimmed(ctx context.Context, tc TrimCounter) {
+	n, err := tc.Trimmed(ctx)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			r.log.Warn("counting the messages trimmed before they were read failed", "err", err)
+		}
+	case n > 0:
+		r.cfg.Metrics.Lost(int(n))
+		r.log.Error("ALARM: messages were trimmed from the stream before any worker read them; their events are lost: replay from the writers or raise the stream's MAXLEN",
+			"lost", n)
 	}
 }
 

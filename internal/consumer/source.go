@@ -90,6 +90,15 @@ type Lagger interface {
 	Lag(ctx context.Context) (int64, error)
 }
 
+// TrimCounter is implemented by sources whose stream can drop messages
+// before the group read them (Redis: trimmed by MAXLEN while the workers
+// lag), where the source can tell how many. Trimmed returns how many were
+// dropped since any worker of the group last asked: each is counted once.
+// The loop asks every LagEvery, counts them as lost and raises the alarm.
+type TrimCounter interface {
+	Trimmed(ctx context.Context) (int64, error)
+}
+
 // ErrGroupMissing means the consumer group (Redis) or durable consumer
 // (NATS) does not exist: run 'indexer setup'. Workers never create it
 // themselves, since creating it at the stream's end would skip events.

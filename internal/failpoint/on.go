@@ -15,9 +15,9 @@ import (
 const Enabled = true
 
 var (
-	mu     sync.Mutex
-	counts = map[string]int{}
-	rules  = parse(os.Getenv("INDEXER_FAILPOINT"))
+	mu           sync.Mutex
+	counts       = map[string]int{}
+	rules, modes = parse(os.Getenv("INDEXER_FAILPOINT"))
 )
 
 type rule struct {
@@ -25,10 +25,15 @@ type rule struct {
 	at     int
 }
 
-func parse(s string) map[string]rule {
+func parse(s string) (map[string]rule, map[string]bool) {
 	out := map[string]rule{}
+	modes := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if f == AckBeforeApply || f == NoStateCheck {
+			modes[f] = true
 			continue
 		}
 		name, nth, _ := strings.Cut(f, ":")
@@ -42,8 +47,11 @@ func parse(s string) map[string]rule {
 		}
 		out[step] = rule{action: action, at: n}
 	}
-	return out
+	return out, modes
 }
+
+// Active reports whether INDEXER_FAILPOINT names the mode.
+func Active(mode string) bool { return modes[mode] }
 
 func cutLast(s, sep string) (string, string, bool) {
 	i := strings.LastIndex(s, sep)

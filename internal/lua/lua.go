@@ -42,6 +42,7 @@ var all = map[string]*redis.Script{
 	"stream_extend.lua":          streamExtend,
 	"stream_delete_consumer.lua": streamDeleteConsumer,
 	"stream_requeue.lua":         streamRequeue,
+	"stream_trimmed.lua":         streamTrimmed,
 
 	"lock_release.lua": lockRelease,
 }

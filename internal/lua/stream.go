@@ -22,11 +22,14 @@ var (
 	streamExtendSrc string
 	//go:embed stream_delete_consumer.lua
 	streamDeleteConsumerSrc string
+	//go:embed stream_trimmed.lua
+	streamTrimmedSrc string
 
 	streamDeadLetter     = redis.NewScript(streamDeadLetterSrc)
 	streamClaim          = redis.NewScript(streamClaimSrc)
 	streamExtend         = redis.NewScript(streamExtendSrc)
 	streamDeleteConsumer = redis.NewScript(streamDeleteConsumerSrc)
+	streamTrimmed        = redis.NewScript(streamTrimmedSrc)
 )
 
 // StreamGroup names a consumer of a group of a stream: the scope of every
@@ -195,4 +198,22 @@ func StreamDeleteConsumer(ctx context.Context, c redis.Scripter, g StreamGroup, 
 		return false, fmt.Errorf("stream_delete_consumer %s: %w", g.Stream, err)
 	}
 	return n == 1, nil
+}
+
+// StreamTrimmed returns how many entries of stream were removed (trimmed
+// by MAXLEN or MINID) before group read them, counting each once for the
+// whole group: once the group has read up to the stream's last entry, its
+// lag is that number, and the call sets the group's read counter to the
+// entries added (XGROUP SETID to its own last-delivered id, ENTRIESREAD),
+// so the next call counts only later losses. It returns 0 while the group
+// has entries left to read, or when Redis does not know the group's read
+// counter. A missing group is a NOGROUP error.
+//
+// KEYS: stream. ARGV: group.
+func StreamTrimmed(ctx context.Context, c redis.Scripter, stream, group string) (int64, error) {
+	n, err := streamTrimmed.Run(ctx, c, []string{stream}, group).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("stream_trimmed %s: %w", stream, err)
+	}
+	return n, nil
 }

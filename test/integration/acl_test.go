@@ -63,6 +63,20 @@ func TestRedisLeastPrivilegeACL(t *testing.T) {
 	e.waitRedisDrained(stream, group, time.Minute)
 	e.checkIndex(h.model)
 	w.waitLog(t, `"msg":"tombstones collected"`, 10*time.Second)
+	// Entries trimmed before the worker could read them: it counts them
+	// (which moves the group's read counter: XGROUP SETID).
+	pipe := e.rdb.TxPipeline()
+	for i := 0; i < 10; i++ {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", "{}", "ct", "json"}})
+	}
+	pipe.XTrimMaxLen(ctx, stream, 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.waitLog(t, "ALARM: messages were trimmed from the stream before any worker read them", 20*time.Second)
+	if n := w.metric(t, `indexer_lost_messages_total{source="redis"}`); n != 10 {
+		t.Errorf("%v messages counted lost, want the 10 trimmed", n)
+	}
 	if b, _ := os.ReadFile(w.logPath); strings.Contains(string(b), "NOPERM") {
 		t.Errorf("the worker was refused a command:\n%s", b)
 	}

@@ -31,8 +31,9 @@ import (
 	"github.com/streamindex/indexer/internal/testserver"
 )
 
-// bin is the indexer binary built with failpoints for this package.
-var bin string
+// bin is the indexer binary built with failpoints for this package;
+// natsBin is nats-server, built from this module's dependency.
+var bin, natsBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "indexer-it")
@@ -40,6 +41,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	if bin, err = testserver.BuildIndexer(dir, "failpoints"); err != nil {
+		panic(err)
+	}
+	// A nats-server process, for the fault tests that SIGKILL it.
+	if natsBin, err = testserver.BuildNATSServer(dir); err != nil {
 		panic(err)
 	}
 	code := m.Run()

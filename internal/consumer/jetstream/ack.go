@@ -12,6 +12,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/internal/failpoint"
 )
 
 var (
@@ -203,6 +204,10 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 	if err != nil {
 		return fmt.Errorf("jetstream: dead-letter %d messages: %w", len(msgs), err)
 	}
+	// A crash here leaves the dead letters published and the originals
+	// pending: they are delivered again and dead-lettered again, and the
+	// Nats-Msg-Id above makes the server store each dead letter once.
+	failpoint.Inject(failpoint.MidDeadLetter)
 	originals := make([]consumer.Message, len(msgs))
 	for i := range msgs {
 		originals[i] = msgs[i].Message

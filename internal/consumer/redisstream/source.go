@@ -126,9 +126,10 @@ type Source struct {
 }
 
 var (
-	_ consumer.Source   = (*Source)(nil)
-	_ consumer.Extender = (*Source)(nil)
-	_ consumer.Lagger   = (*Source)(nil)
+	_ consumer.Source      = (*Source)(nil)
+	_ consumer.Extender    = (*Source)(nil)
+	_ consumer.Lagger      = (*Source)(nil)
+	_ consumer.TrimCounter = (*Source)(nil)
 )
 
 // New validates cfg, applies its defaults and returns a Source reading
@@ -474,6 +475,21 @@ func (s *Source) Lag(ctx context.Context) (int64, error) {
 		return 0, nil
 	}
 	return st.Length, nil
+}
+
+// Trimmed returns how many entries were trimmed from the stream (MAXLEN,
+// MINID) before the group read them, each counted once for the whole group
+// (see lua.StreamTrimmed): entries trimmed while pending are handed out
+// with Lost set instead. It counts only once the group has read up to the
+// stream's last entry, and only while Redis knows the group's read counter
+// (see XINFO GROUPS entries-read; a group created with setup --from an id,
+// or one no worker has read from since its creation, has none yet).
+func (s *Source) Trimmed(ctx context.Context) (int64, error) {
+	n, err := lua.StreamTrimmed(ctx, s.c, s.cfg.Stream, s.cfg.Group)
+	if err != nil {
+		return 0, s.wrap("", err)
+	}
+	return n, nil
 }
 
 // Close stops the source: a blocked Fetch returns within about MaxBlock,

@@ -1,0 +1,452 @@
+package integration
+
+// The harness of the fault-injection suite (fault_*_test.go, chaos_test.go):
+// one test's servers (redis-server, and for NATS a nats-server process that
+// can be SIGKILLed), TCP proxies between the workers and the servers, a
+// publisher that records what it published, and the workers as
+// subprocesses. The checker is in checker_test.go.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/internal/consumer/jetstream"
+	"github.com/streamindex/indexer/internal/consumer/redisstream"
+	"github.com/streamindex/indexer/internal/synth"
+	"github.com/streamindex/indexer/internal/testserver"
+)
+
+// fopts configures a fault environment. Zero fields mean the defaults.
+type fopts struct {
+	redis testserver.RedisConfig
+	// ackWait is the NATS consumer's AckWait (default 2 s); claimMinIdle
+	// the Redis workers' --claim-min-idle (default 1 s).
+	ackWait, claimMinIdle time.Duration
+	// maxDeliver is the workers' (and the NATS consumer's) --max-deliver
+	// (default 5).
+	maxDeliver int
+	// redisProxy and natsProxy put a fault proxy between the workers and
+	// Redis, and between the workers and NATS. Commands the test runs
+	// (setup, publish, replay, dlq, check) always reach the servers
+	// directly.
+	redisProxy, natsProxy bool
+}
+
+// fenv is one fault test's servers, proxies, workers and record of what was
+// published.
+type fenv struct {
+	*env
+	source string
+	opts   fopts
+	nats   *testserver.NATSProcess // with source nats
+	rproxy *testserver.Proxy       // workers -> Redis, when asked
+	nproxy *testserver.Proxy       // workers -> NATS, when asked
+	wvars  []string                // the workers' environment: URLs through the proxies
+
+	nc      *nats.Conn // the test's own connection to NATS (reconnects forever)
+	js      natsjs.JetStream
+	pubNATS *jetstream.Publisher
+	pubRds  *redisstream.Publisher
+
+	mu       sync.Mutex
+	model    *synth.Model // what the distinct valid events published give
+	sent     int          // messages published: valid, duplicates and poison
+	poison   [][]byte     // payloads published that must end as dead letters
+	workers  []*worker
+	faults   atomic.Int64   // faults the test injected (proxy faults are added by the checker)
+	kinds    map[string]int // faults by kind, for the log
+	midLost  atomic.Int64   // acknowledged events found not in effect while the workers ran
+	nameSeq  atomic.Int64
+	drainFor time.Duration // the last drain's duration
+}
+
+func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
+	t.Helper()
+	if o.ackWait == 0 {
+		o.ackWait = 2 * time.Second
+	}
+	if o.claimMinIdle == 0 {
+		o.claimMinIdle = time.Second
+	}
+	if o.maxDeliver == 0 {
+		o.maxDeliver = 5
+	}
+	f := &fenv{env: newEnv(t, o.redis), source: source, opts: o, model: synth.NewModel()}
+	redisURL := f.redis.URL()
+	if o.redisProxy {
+		f.rproxy = testserver.NewProxy(t, f.redis.Addr())
+		redisURL = "redis://" + f.rproxy.Addr() + "/0"
+	}
+	f.wvars = []string{"INDEXER_REDIS_URL=" + redisURL}
+	f.pubRds = redisstream.NewPublisher(f.rdb, redisstream.PublisherConfig{})
+	if source == "nats" {
+		f.nats = testserver.StartNATSProcess(t, natsBin)
+		natsURL := f.nats.ClientURL()
+		if o.natsProxy {
+			f.nproxy = testserver.NewProxy(t, f.nats.Addr())
+			natsURL = "nats://" + f.nproxy.Addr()
+		}
+		f.vars = append(f.vars, "INDEXER_NATS_URL="+f.nats.ClientURL(), "INDEXER_SOURCE=nats")
+		f.wvars = append(f.wvars, "INDEXER_NATS_URL="+natsURL)
+		var err error
+		f.nc, err = nats.Connect(f.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+			nats.Timeout(2*time.Second), nats.ReconnectBufSize(-1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.nc.Close)
+		if f.js, err = natsjs.New(f.nc); err != nil {
+			t.Fatal(err)
+		}
+		f.pubNATS = jetstream.NewPublisher(f.js, jetstream.PublisherConfig{AckTimeout: 5 * time.Second})
+		f.must("", "setup", "--source", "nats", "--ack-wait", o.ackWait.String(),
+			"--max-deliver", strconv.Itoa(o.maxDeliver), "--workers", "6")
+	} else {
+		f.must("", "setup", "--source", "redis")
+	}
+	return f
+}
+
+// fault counts one injected fault of a kind.
+func (f *fenv) fault(kind string) {
+	f.faults.Add(1)
+	f.mu.Lock()
+	if f.kinds == nil {
+		f.kinds = map[string]int{}
+	}
+	f.kinds[kind]++
+	f.mu.Unlock()
+}
+
+// args prefixes a command line with --source.
+func (f *fenv) args(cmd string, extra ...string) []string {
+	return append([]string{cmd, "--source", f.source}, extra...)
+}
+
+// workerArgs are the flags of every worker of the environment.
+func (f *fenv) workerArgs(extra ...string) []string {
+	a := []string{"--source", f.source, "--max-deliver", strconv.Itoa(f.opts.maxDeliver)}
+	if f.source == "redis" {
+		a = append(a, "--claim-min-idle", f.opts.claimMinIdle.String())
+	}
+	return append(a, extra...)
+}
+
+// startWorker starts a worker named w<n>, with extra environment (e.g. a
+// failpoint) and flags.
+func (f *fenv) startWorker(extraEnv []string, args ...string) *worker {
+	f.t.Helper()
+	name := fmt.Sprintf("w%d", f.nameSeq.Add(1))
+	w := f.start(name, append(append([]string(nil), f.wvars...), extraEnv...), f.workerArgs(args...)...)
+	f.mu.Lock()
+	f.workers = append(f.workers, w)
+	f.mu.Unlock()
+	return w
+}
+
+// running returns the workers whose process has not exited.
+func (f *fenv) running() []*worker {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*worker
+	for _, w := range f.workers {
+		if w.alive() {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// alive reports whether the worker's process has not exited.
+func (w *worker) alive() bool {
+	select {
+	case <-w.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// exitStatus is the exit code of a worker that exited (-1: killed by a
+// signal).
+func (w *worker) exitStatus() int {
+	<-w.done
+	if w.err == nil {
+		return 0
+	}
+	if ee, ok := w.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -2
+}
+
+// kill9 SIGKILLs the worker and waits for it to exit.
+func (w *worker) kill9() {
+	w.cmd.Process.Signal(syscall.SIGKILL)
+	<-w.done
+}
+
+// vmHWM is the worker's peak resident set size in bytes (VmHWM), read
+// from /proc while it runs.
+func (w *worker) vmHWM(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the status of %s: %v", w.name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in the status of %s", w.name)
+	return 0
+}
+
+// sum adds a metric sample over the running workers.
+func (f *fenv) sum(sample string) float64 {
+	var n float64
+	for _, w := range f.running() {
+		n += w.metric(f.t, sample)
+	}
+	return n
+}
+
+// eventsOf returns n synthetic events of demo.<table>.
+func eventsOf(n int, seed uint64, table string) []codec.Event {
+	return synth.New(synth.Config{Seed: seed, Database: "demo", Table: table, DeleteRatio: 0.3}).Events(n)
+}
+
+// interleave merges histories, taking one event of each in turn, so that
+// every batch mixes the tables; each history keeps its order.
+func interleave(hs ...[]codec.Event) []codec.Event {
+	var out []codec.Event
+	for i := 0; ; i++ {
+		more := false
+		for _, h := range hs {
+			if i < len(h) {
+				out = append(out, h[i])
+				more = true
+			}
+		}
+		if !more {
+			return out
+		}
+	}
+}
+
+// publish publishes events (JSON) through the product's publisher, with
+// retries while the server is down (a retried Redis publish may store an
+// event twice, which the index absorbs; NATS de-duplicates by event id),
+// and adds them to the model.
+func (f *fenv) publish(events []codec.Event) {
+	f.t.Helper()
+	if err := f.tryPublish(f.t.Context(), events, 2*time.Minute); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fenv) tryPublish(ctx context.Context, events []codec.Event, within time.Duration) error {
+	f.mu.Lock()
+	f.model.Apply(events...)
+	f.mu.Unlock()
+	deadline := time.Now().Add(within)
+	for len(events) > 0 {
+		n := min(len(events), 500)
+		chunk := events[:n]
+		var err error
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if f.source == "nats" {
+			out := make([]jetstream.Outgoing, n)
+			for i := range chunk {
+				d, _ := codec.Encode(codec.JSON, &chunk[i])
+				out[i] = jetstream.Outgoing{Event: &chunk[i], Data: d, Format: codec.JSON}
+			}
+			err = f.pubNATS.Publish(pctx, out)
+		} else {
+			out := make([]redisstream.Outgoing, n)
+			for i := range chunk {
+				d, _ := codec.Encode(codec.JSON, &chunk[i])
+				out[i] = redisstream.Outgoing{Data: d, Format: codec.JSON}
+			}
+			_, err = f.pubRds.Publish(pctx, out)
+		}
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return fmt.Errorf("publish: %w", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		f.mu.Lock()
+		f.sent += n
+		f.mu.Unlock()
+		events = events[n:]
+	}
+	return nil
+}
+
+// publishPoison publishes one malformed message as it is, with content
+// type ct ("json" or "msgpack"), and expects it among the dead letters.
+func (f *fenv) publishPoison(data []byte, ct string) error {
+	ctx, cancel := context.WithTimeout(f.t.Context(), 30*time.Second)
+	defer cancel()
+	var err error
+	if f.source == "nats" {
+		format, _ := codec.ParseFormat(ct)
+		err = f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: data, Format: format,
+			Subject: "idx.events.demo.events", MsgID: fmt.Sprintf("poison-%d", time.Now().UnixNano())}})
+	} else {
+		err = f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", data, "ct", ct}}).Err()
+	}
+	if err == nil {
+		f.mu.Lock()
+		f.sent++
+		f.poison = append(f.poison, data)
+		f.mu.Unlock()
+	}
+	return err
+}
+
+// deadLetter is a dead letter of either source.
+type deadLetter = consumer.StoredDeadLetter
+
+// deadLetters returns every dead letter.
+func (f *fenv) deadLetters() []deadLetter {
+	f.t.Helper()
+	var dead []deadLetter
+	var err error
+	if f.source == "nats" {
+		dead, err = jetstream.DeadLetters(f.t.Context(), f.js, "IDX_DLQ", 0, 1<<20)
+	} else {
+		dead, err = redisstream.DeadLetters(f.t.Context(), f.rdb, dlq, "", 1<<20)
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return dead
+}
+
+// modelOf is the model of histories.
+func modelOf(hs ...[]codec.Event) *synth.Model {
+	m := synth.NewModel()
+	for _, h := range hs {
+		m.Apply(h...)
+	}
+	return m
+}
+
+// natsConsumer returns the durable consumer's info.
+func (f *fenv) natsConsumer(ctx context.Context) (*natsjs.ConsumerInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := f.js.Consumer(ctx, "IDX_EVENTS", group)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}
+
+// backlog returns how many messages the workers' group has not read and
+// how many it read and did not acknowledge; with Redis, "read" means up
+// to the stream's last entry (entries trimmed before anyone read them do
+// not count: see TestFaultTrimUnderLag).
+func (f *fenv) backlog() (unread, pending int64, err error) {
+	ctx := f.t.Context()
+	if f.source == "nats" {
+		info, err := f.natsConsumer(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		return int64(info.NumPending), int64(info.NumAckPending), nil
+	}
+	groups, err := f.rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, g := range groups {
+		if g.Name != group {
+			continue
+		}
+		after, err := f.rdb.XRangeN(ctx, stream, "("+g.LastDeliveredID, "+", 1000).Result()
+		if err != nil {
+			return 0, 0, err
+		}
+		return int64(len(after)), g.Pending, nil
+	}
+	return 0, 0, errors.New("no group " + group)
+}
+
+// waitDrained waits until the group has read and acknowledged everything
+// the stream holds; it reports whether it did within the time, and
+// records how long it took.
+func (f *fenv) waitDrained(within time.Duration) bool {
+	start := time.Now()
+	defer func() { f.drainFor = time.Since(start) }()
+	deadline := start.Add(within)
+	for {
+		unread, pending, err := f.backlog()
+		if err == nil && unread == 0 && pending == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			f.t.Errorf("not drained after %v: %d unread, %d unacknowledged (%v)", within, unread, pending, err)
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond every 50 ms until it holds or within passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ready reports whether the worker's /readyz says ready.
+func (w *worker) ready(t *testing.T) bool {
+	t.Helper()
+	w.metric(t, "go_goroutines") // waits for the metrics address
+	w.mu.Lock()
+	addr := w.metricsAddr
+	w.mu.Unlock()
+	c := http2xx("http://" + addr + "/readyz")
+	return c
+}
+
+// finish drains, checks the index against the model, prints the summary
+// line and fails the test unless the checker found nothing wrong.
+func (f *fenv) finish(scenario string, drainWithin time.Duration) verdict {
+	f.t.Helper()
+	f.waitDrained(drainWithin)
+	v := f.check(scenario, "")
+	v.assertClean(f.t)
+	return v
+}
