@@ -150,7 +150,7 @@ func newEntryWriter(out io.Writer, format string) (*entryWriter, error) {
 	default:
 		return nil, usagef("--format %q: use table, json or ndjson", format)
 	}
-	return &entryWriter{w: bufio.NewWriter(out), format: format}, nil
+	return &entryWriter{w: bufio.NewWriterSize(out, 64<<10), format: format}, nil // a pipe's capacity: few writes for 100k entries
 }
 
 func (w *entryWriter) write(e index.Entry) error {

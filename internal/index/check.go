@@ -110,9 +110,7 @@ func (x *Index) checkTable(ctx context.Context, db, table string, rep *CheckRepo
 
 // recountKey adds one files: hash to the recount.
 func (x *Index) recountKey(ctx context.Context, db, table, key, date string, rc *recount, rep *CheckReport) error {
-	var cursor uint64
-	for {
-		kv, next, err := x.c.HScan(ctx, key, cursor, "", scanCount).Result()
+	for kv, err := range x.hscanPages(ctx, key) {
 		if err != nil {
 			return fmt.Errorf("index: check %s: %w", key, err)
 		}
@@ -127,7 +125,7 @@ func (x *Index) recountKey(ctx context.Context, db, table, key, date string, rc 
 				bad("path belongs to another date's key")
 				continue
 			}
-			e, err := ParseEntry([]byte(kv[i+1]))
+			e, err := ParseEntry(kv[i+1])
 			if err != nil {
 				bad("entry is not valid: " + err.Error())
 				continue
@@ -146,10 +144,8 @@ func (x *Index) recountKey(ctx context.Context, db, table, key, date string, rc 
 				rc.stats[f.name+":"+date] += f.v
 			}
 		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
 	}
+	return nil
 }
 
 // compare reports fields whose stored value differs from the recount.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -72,13 +73,14 @@ type storedEntry struct {
 // ParseEntry decodes a stored entry, written by indexer or by GigAPI's
 // library, the way GigAPI's reader does, but failing on anything it would
 // silently skip. Entries in the exact form appendEntry writes are read
-// without a JSON decoder (queries read many thousands).
-func ParseEntry(data []byte) (Entry, error) {
-	if e, ok := parseOwnEntry(data); ok {
+// without a JSON decoder, and without copying: their strings share data's
+// memory (queries read many thousands of HSCAN replies, which are strings).
+func ParseEntry[T string | []byte](data T) (Entry, error) {
+	if e, ok := parseOwnEntry(string(data)); ok {
 		return e, nil
 	}
 	var s storedEntry
-	if err := json.Unmarshal(data, &s); err != nil {
+	if err := json.Unmarshal([]byte(data), &s); err != nil {
 		return Entry{}, fmt.Errorf("index: entry: %w", err)
 	}
 	for _, f := range [...]struct {
@@ -106,39 +108,34 @@ func ParseEntry(data []byte) (Entry, error) {
 // ownEntry reads the fixed layout appendEntry writes; any surprise makes
 // ok false and the caller falls back to a JSON decoder.
 type ownEntry struct {
-	b  []byte
+	b  string
 	ok bool
 }
 
 // lit consumes the literal text s.
 func (r *ownEntry) lit(s string) {
-	if r.ok && len(r.b) >= len(s) && string(r.b[:len(s)]) == s {
+	if r.ok && strings.HasPrefix(r.b, s) {
 		r.b = r.b[len(s):]
 		return
 	}
 	r.ok = false
 }
 
-// plain consumes a string's content up to its closing quote; the strings
-// appendEntry writes without escaping (validated names and paths) hold
-// neither quotes nor backslashes.
+// plain consumes a string's content up to its closing quote, and returns
+// it without a copy; the strings appendEntry writes without escaping
+// (validated names and paths) hold neither quotes nor backslashes.
 func (r *ownEntry) plain() string {
 	if !r.ok {
 		return ""
 	}
-	for i, c := range r.b {
-		switch c {
-		case '"':
-			s := string(r.b[:i])
-			r.b = r.b[i+1:]
-			return s
-		case '\\':
-			r.ok = false
-			return ""
-		}
+	i := strings.IndexAny(r.b, "\"\\")
+	if i < 0 || r.b[i] != '"' {
+		r.ok = false
+		return ""
 	}
-	r.ok = false
-	return ""
+	s := r.b[:i]
+	r.b = r.b[i+1:]
+	return s
 }
 
 // int consumes a non-negative decimal integer.
@@ -164,7 +161,7 @@ func (r *ownEntry) stats() json.RawMessage {
 	if !r.ok {
 		return nil
 	}
-	if len(r.b) >= 4 && string(r.b[:4]) == "null" {
+	if strings.HasPrefix(r.b, "null") {
 		r.b = r.b[4:]
 		return nil
 	}
@@ -185,7 +182,7 @@ func (r *ownEntry) stats() json.RawMessage {
 			depth++
 		case c == '}':
 			if depth--; depth == 0 {
-				v := json.RawMessage(r.b[: i+1 : i+1])
+				v := json.RawMessage(r.b[:i+1])
 				r.b = r.b[i+1:]
 				return v
 			}
@@ -195,7 +192,7 @@ func (r *ownEntry) stats() json.RawMessage {
 	return nil
 }
 
-func parseOwnEntry(data []byte) (Entry, bool) {
+func parseOwnEntry(data string) (Entry, bool) {
 	r := ownEntry{b: data, ok: true}
 	var e Entry
 	r.lit(`{"layer":"`)
@@ -234,9 +231,7 @@ func parseOwnEntry(data []byte) (Entry, bool) {
 // thousands).
 func (e *Entry) AppendJSON(dst []byte) []byte {
 	str := func(dst []byte, name, v string) []byte {
-		dst = append(dst, name...)
-		dst, _ = jsontext.AppendQuote(dst, v)
-		return dst
+		return appendString(append(dst, name...), v)
 	}
 	num := func(dst []byte, name string, v int64) []byte {
 		return strconv.AppendInt(append(dst, name...), v, 10)
@@ -261,4 +256,19 @@ func (e *Entry) AppendJSON(dst []byte) []byte {
 	dst = raw(dst, `,"max":`, e.Max)
 	dst = str(dst, `,"writer_id":`, e.WriterID)
 	return append(dst, '}')
+}
+
+// appendString appends s as a JSON string, as jsontext.AppendQuote does,
+// but copies it as it is when nothing in it needs escaping (always so for
+// the names and paths the event contract allows).
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			dst, _ = jsontext.AppendQuote(dst, s)
+			return dst
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }

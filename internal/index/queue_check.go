@@ -104,7 +104,7 @@ func (x *Index) checkItem(ctx context.Context, db, table, key, raw string, liste
 		if err != nil {
 			return fmt.Errorf("index: check %s: %w", key, err)
 		}
-		e, err := ParseEntry([]byte(v))
+		e, err := ParseEntry(v)
 		if err == nil {
 			sum += e.SizeBytes
 		}

@@ -59,13 +59,57 @@ type Query struct {
 	Iteration int
 }
 
-// scanCount is the COUNT hint of HSCAN: entries held in memory at a time.
+// scanCount is the COUNT hint of SCAN, HSCAN and ZSCAN: about how many
+// entries one page holds.
 const scanCount = 1000
 
+// hscanPages yields the pages of HSCAN over key (field, value, field,
+// value, …), fetching the next page while the caller processes one, so
+// that Redis and the caller work at the same time. At most three pages are
+// in memory: the caller's, one ready, one being read. A failed HSCAN is
+// yielded as the last page's error. Stopping early cancels the read in
+// flight; the reading goroutine has ended when the iteration returns.
+func (x *Index) hscanPages(ctx context.Context, key string) iter.Seq2[[]string, error] {
+	return func(yield func([]string, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		type page struct {
+			kv  []string
+			err error
+		}
+		pages := make(chan page, 1)
+		go func() {
+			defer close(pages)
+			var cursor uint64
+			for {
+				kv, next, err := x.c.HScan(ctx, key, cursor, "", scanCount).Result()
+				select {
+				case pages <- page{kv, err}:
+				case <-ctx.Done():
+					return
+				}
+				if cursor = next; err != nil || cursor == 0 {
+					return
+				}
+			}
+		}()
+		defer func() {
+			cancel()
+			for range pages { // wait for the reader
+			}
+		}()
+		for p := range pages {
+			if !yield(p.kv, p.err) || p.err != nil {
+				return
+			}
+		}
+	}
+}
+
 // Query returns the selected entries: dates in ascending order, entries in
-// no particular order within a date. It holds at most one HSCAN page in
-// memory. Candidate folders come from the folders: hash, which Check proves
-// exact. Iteration stops at the first error, which is yielded.
+// no particular order within a date. It holds at most three HSCAN pages
+// in memory (see hscanPages). Candidate folders come from the folders:
+// hash, which Check proves exact. Iteration stops at the first error,
+// which is yielded.
 func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		dirs, err := x.c.HKeys(ctx, x.layout.Folders(q.Database, q.Table)).Result()
@@ -88,9 +132,7 @@ func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 		for _, date := range dates {
 			want := byDate[date]
 			key := x.layout.Files(q.Database, q.Table, date)
-			var cursor uint64
-			for {
-				kv, next, err := x.c.HScan(ctx, key, cursor, "", scanCount).Result()
+			for kv, err := range x.hscanPages(ctx, key) {
 				if err != nil {
 					yield(Entry{}, fmt.Errorf("index: query %s: %w", key, err))
 					return
@@ -101,7 +143,7 @@ func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 						(suffix != "" && !strings.HasSuffix(path, suffix)) {
 						continue
 					}
-					e, err := ParseEntry([]byte(kv[i+1]))
+					e, err := ParseEntry(kv[i+1])
 					if err != nil {
 						if !yield(Entry{}, fmt.Errorf("index: query %s %s: %w", key, path, err)) {
 							return
@@ -115,9 +157,6 @@ func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 					if !yield(e, nil) {
 						return
 					}
-				}
-				if cursor = next; cursor == 0 {
-					break
 				}
 			}
 		}

@@ -2,6 +2,8 @@ package index_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -77,6 +79,38 @@ func TestQueryFilters(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%+v: got %v, want %v", tc.q, got, tc.want)
 		}
+	}
+}
+
+// TestQueryManyPages: a date holding several HSCAN pages is read whole,
+// each file once; a caller stopping early stops the page reader too.
+func TestQueryManyPages(t *testing.T) {
+	x, _ := newIndex(t, index.Config{})
+	const n = 3500 // between three and four pages of scanCount
+	var evs []codec.Event
+	for i := range n {
+		evs = append(evs, created(file(i%24, fmt.Sprintf("f%04d", i))))
+	}
+	apply(t, x, evs...)
+	got := queryPaths(t, x, index.Query{Database: "db", Table: "t"})
+	if len(got) != n || len(slices.Compact(got)) != n {
+		t.Fatalf("query returned %d paths (%d distinct), want %d", len(got), len(slices.Compact(got)), n)
+	}
+
+	before := runtime.NumGoroutine()
+	for range 20 {
+		k := 0
+		for _, err := range x.Query(context.Background(), index.Query{Database: "db", Table: "t"}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k++; k == 10 {
+				break
+			}
+		}
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines after 20 queries stopped early, %d before: the page reader outlives the query", after, before)
 	}
 }
 

@@ -328,7 +328,7 @@ func indexedFiles(t *testing.T, c *redis.Client, table string) map[string]index.
 				continue
 			}
 			for p, raw := range c.HGetAll(ctx, k).Val() {
-				en, err := index.ParseEntry([]byte(raw))
+				en, err := index.ParseEntry(raw)
 				if err != nil {
 					en = index.Entry{Path: p, SizeBytes: -1} // counted as a mismatch
 				}
