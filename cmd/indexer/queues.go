@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -202,6 +203,13 @@ func startPublisher(ctx context.Context, o *queueOptions, x *index.Index, log *s
 			}
 			n, err := x.Publish(ctx)
 			switch {
+			case err != nil && ctx.Err() == nil && consumer.Classify(err) == consumer.Fatal:
+				// A refusal (an ACL without a command queue_publish
+				// calls) can stop the script after some of its writes;
+				// retrying would push the same items again.
+				log.Error("publishing due queue items was refused; this worker stops publishing until it restarts: grant its Redis user the commands of the README's worker ACL (Security)",
+					"err", err)
+				return
 			case err != nil && ctx.Err() == nil:
 				if !failing {
 					log.Warn("publishing due queue items failed; retrying every --publish-interval", "err", err)

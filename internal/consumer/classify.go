@@ -53,6 +53,13 @@ var retryPrefixes = []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READO
 // fatalPrefixes are Redis error codes an operator must act on.
 var fatalPrefixes = []string{"NOGROUP", "NOAUTH", "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT"}
 
+// scriptRefused is how Redis 7.0 words an ACL refusal of a command a
+// script calls ("ERR The user executing the script can't run this command
+// or subcommand"; later versions say NOPERM): Fatal like NOPERM, not a
+// script error about the batch, or a worker with a too narrow ACL would
+// dead-letter every event.
+const scriptRefused = "can't run this command"
+
 // poisonPrefixes are Redis error codes about the data a batch touches.
 var poisonPrefixes = []string{"WRONGTYPE", "CORRUPT"}
 
@@ -86,6 +93,9 @@ func Classify(err error) Class {
 			if redis.HasErrorPrefix(err, p) {
 				return Fatal
 			}
+		}
+		if strings.Contains(rerr.Error(), scriptRefused) {
+			return Fatal
 		}
 		for _, p := range retryPrefixes {
 			if redis.HasErrorPrefix(err, p) {

@@ -41,6 +41,21 @@ func TestClassifyRealErrors(t *testing.T) {
 	weak := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "weak", Password: "pw"})
 	defer weak.Close()
 	noPerm := weak.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []string{"a", "b"}}).Err()
+	// A user allowed to run scripts but not the commands they call: Redis
+	// 7.0 says "ERR The user executing the script can't run this
+	// command", later versions NOPERM.
+	c.Do(ctx, "ACL", "SETUSER", "scripts", "on", ">pw", "~*", "+ping", "+evalsha", "+eval", "+script|load")
+	scripts := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "scripts", Password: "pw"})
+	defer scripts.Close()
+	sx, err := index.New(scripts, index.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sx.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, scriptNoPerm := sx.Apply(ctx, []codec.Event{{ID: "b", Type: codec.FileCreated, Time: 1, Database: "db", Table: "u",
+		File: codec.File{Layer: "default", Path: "date=2024-01-15/hour=01/b.1.parquet"}}})
 	wrongPass := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "weak", Password: "nope", MaxRetries: -1})
 	defer wrongPass.Close()
 	badAuth := wrongPass.Ping(ctx).Err()
@@ -87,6 +102,7 @@ func TestClassifyRealErrors(t *testing.T) {
 		{"WRONGTYPE from patch_index", wrongType, consumer.Poison},
 		{"NOGROUP", noGroup, consumer.Fatal},
 		{"NOPERM", noPerm, consumer.Fatal},
+		{"a command refused inside patch_index", scriptNoPerm, consumer.Fatal},
 		{"WRONGPASS", badAuth, consumer.Fatal},
 		{"connection refused", refused, consumer.Retry},
 		{"connection reset", reset, consumer.Retry},

@@ -544,8 +544,8 @@ func (r *Runner) lagLoop(ctx context.Context) {
 				r.cfg.Metrics.SetLag(n)
 			}
 		}
-		if tc != nil {
-			r.countTrimmed(ctx, tc)
+		if tc != nil && !r.countTrimmed(ctx, tc) {
+			tc = nil
 		}
 		select {
 		case <-ctx.Done():
@@ -556,19 +556,26 @@ func (r *Runner) lagLoop(ctx context.Context) {
 }
 
 // countTrimmed counts the messages the source says were dropped before
-// the group read them, and raises the alarm.
-func (r *Runner) countTrimmed(ctx context.Context, tc TrimCounter) {
+// the group read them, and raises the alarm. It reports false when asking
+// cannot work (Classify says Fatal: the worker's Redis user lacks a
+// permission, say), after saying so once: the caller stops asking rather
+// than log the same refusal every LagEvery.
+func (r *Runner) countTrimmed(ctx context.Context, tc TrimCounter) bool {
 	n, err := tc.Trimmed(ctx)
 	switch {
+	case err != nil && ctx.Err() != nil:
+	case err != nil && Classify(err) == Fatal:
+		r.log.Error("cannot count the messages trimmed from the stream before they were read; they will go uncounted until this worker restarts: grant the worker's Redis user +xgroup|setid (see README, Security)",
+			"err", err)
+		return false
 	case err != nil:
-		if ctx.Err() == nil {
-			r.log.Warn("counting the messages trimmed before they were read failed", "err", err)
-		}
+		r.log.Warn("counting the messages trimmed before they were read failed", "err", err)
 	case n > 0:
 		r.cfg.Metrics.Lost(int(n))
 		r.log.Error("ALARM: messages were trimmed from the stream before any worker read them; their events are lost: replay from the writers or raise the stream's MAXLEN",
 			"lost", n)
 	}
+	return true
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.
