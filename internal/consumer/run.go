@@ -565,7 +565,7 @@ func (r *Runner) countTrimmed(ctx context.Context, tc TrimCounter) bool {
 	switch {
 	case err != nil && ctx.Err() != nil:
 	case err != nil && Classify(err) == Fatal:
-		r.log.Error("cannot count the messages trimmed from the stream before they were read; they will go uncounted until this worker restarts: grant the worker's Redis user +xgroup|setid (see README, Security)",
+		r.log.Error("cannot count the messages trimmed from the stream before they were read; this worker stops counting them until it restarts (a refused command: grant its Redis user +xgroup|setid, see README, Security)",
 			"err", err)
 		return false
 	case err != nil:
