@@ -349,13 +349,7 @@ func TestProperty(t *testing.T) {
 			}
 
 			rng := rand.New(rand.NewPCG(seed, 7))
-			var delivered []codec.Event
-			for _, e := range history {
-				for n := rng.IntN(4); n >= 0; n-- {
-					delivered = append(delivered, e)
-				}
-			}
-			rng.Shuffle(len(delivered), func(i, j int) { delivered[i], delivered[j] = delivered[j], delivered[i] })
+			delivered := redeliver(rng, history, 4)
 			for len(delivered) > 0 {
 				n := min(1+rng.IntN(300), len(delivered))
 				if _, err := x.Apply(ctx, delivered[:n]); err != nil {

@@ -3,6 +3,7 @@ package index_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -217,3 +218,16 @@ func redisDB(t *testing.T, c *redis.Client, db int) *redis.Client {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// redeliver returns history as an at-least-once stream delivers it: each
+// event 1 to maxCopies times, shuffled.
+func redeliver(rng *rand.Rand, history []codec.Event, maxCopies int) []codec.Event {
+	var out []codec.Event
+	for _, e := range history {
+		for n := rng.IntN(maxCopies); n >= 0; n-- {
+			out = append(out, e)
+		}
+	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}

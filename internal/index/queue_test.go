@@ -278,13 +278,7 @@ func TestQueueProperty(t *testing.T) {
 			g := synth.New(synth.Config{Seed: seed, DeleteRatio: 0.35, ReplaceRatio: 0.08, Hours: 30})
 			history := g.Events(2500)
 			rng := rand.New(rand.NewPCG(seed, 11))
-			var delivered []codec.Event
-			for _, e := range history {
-				for n := rng.IntN(3); n >= 0; n-- {
-					delivered = append(delivered, e)
-				}
-			}
-			rng.Shuffle(len(delivered), func(i, j int) { delivered[i], delivered[j] = delivered[j], delivered[i] })
+			delivered := redeliver(rng, history, 3)
 			for len(delivered) > 0 {
 				n := min(1+rng.IntN(300), len(delivered))
 				if _, err := x.Apply(ctx, delivered[:n]); err != nil {
