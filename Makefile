@@ -53,8 +53,8 @@ need-redis:
 	@command -v redis-server >/dev/null || { echo "redis-server not found: install it with 'sudo apt-get install -y redis-server' (or run .ci/run)"; exit 1; }
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/codec
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./event
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./event
 
 bench: build need-redis ## indexer bench: events/s, latency, Redis CPU/event, scaling vs ceilings and a naive baseline (minutes; BENCH_ARGS=--quick); JSON in var/bench.json
 	@mkdir -p var

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/progress"
 )
@@ -60,7 +60,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		bar.Start()
 		counts := map[index.Outcome]int{}
 		invalid := 0
-		var events []codec.Event
+		var events []event.Event
 		flush := func() error {
 			if len(events) == 0 {
 				return nil
@@ -77,12 +77,12 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			return nil
 		}
 		err = readLines(in, do.maxBytes, func(n int, line []byte, tooLong bool) error {
-			var e codec.Event
+			var e event.Event
 			var derr error
 			if tooLong {
 				derr = fmt.Errorf("line is longer than --max-message-bytes %d", do.maxBytes)
 			} else {
-				e, derr = dec.Decode(codec.JSON, line)
+				e, derr = dec.Decode(event.JSON, line)
 			}
 			if derr != nil {
 				invalid++

@@ -7,7 +7,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -38,7 +38,7 @@ func setupPlan(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if len(args) != 1 {
 			return usagef("name one verb: next, done or publish")
 		}
-		ref.Kind = codec.PlanKind(kind)
+		ref.Kind = event.PlanKind(kind)
 		if kind != "merge" && kind != "move" && kind != "drop" {
 			return usagef("--kind %q: use merge, move or drop", kind)
 		}

@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/progress"
@@ -28,12 +28,12 @@ const publishBatch = 1000
 
 // publisher sends encoded events to one transport.
 type publisher interface {
-	send(ctx context.Context, events []codec.Event, data [][]byte, f codec.Format) error
+	send(ctx context.Context, events []event.Event, data [][]byte, f event.Format) error
 }
 
 type redisPublisher struct{ p *redisstream.Publisher }
 
-func (r redisPublisher) send(ctx context.Context, _ []codec.Event, data [][]byte, f codec.Format) error {
+func (r redisPublisher) send(ctx context.Context, _ []event.Event, data [][]byte, f event.Format) error {
 	out := make([]redisstream.Outgoing, len(data))
 	for i := range data {
 		out[i] = redisstream.Outgoing{Data: data[i], Format: f}
@@ -47,7 +47,7 @@ type natsPublisher struct {
 	subject, msgID string // for --raw lines
 }
 
-func (n natsPublisher) send(ctx context.Context, events []codec.Event, data [][]byte, f codec.Format) error {
+func (n natsPublisher) send(ctx context.Context, events []event.Event, data [][]byte, f event.Format) error {
 	out := make([]jetstream.Outgoing, len(data))
 	for i := range data {
 		out[i] = jetstream.Outgoing{Data: data[i], Format: f}
@@ -84,7 +84,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		if err := so.validate(); err != nil {
 			return err
 		}
-		format, err := codec.ParseFormat(*codecName)
+		format, err := event.ParseFormat(*codecName)
 		if err != nil || *codecName == "" {
 			return usagef("--codec %q: use json or msgpack", *codecName)
 		}
@@ -127,7 +127,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		}
 		start := time.Now()
 		var sent, dups, invalid int
-		var events []codec.Event
+		var events []event.Event
 		var data [][]byte
 		flush := func() error {
 			if len(data) == 0 {
@@ -145,7 +145,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			events, data = events[:0], data[:0]
 			return nil
 		}
-		add := func(e codec.Event, d []byte, dup bool) error {
+		add := func(e event.Event, d []byte, dup bool) error {
 			if !dup {
 				bar.Add(1)
 			}
@@ -162,7 +162,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			rng := rand.New(rand.NewPCG(*seed, 99))
 			for i := 0; i < *generate && ctx.Err() == nil; i++ {
 				e := g.Next()
-				d, err := codec.Encode(format, &e)
+				d, err := event.Encode(format, &e)
 				if err != nil {
 					return err
 				}
@@ -184,9 +184,9 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			defer closeIn()
 			err = readLines(in, 1<<30, func(n int, line []byte, _ bool) error {
 				if *raw {
-					return add(codec.Event{}, append([]byte(nil), line...), false)
+					return add(event.Event{}, append([]byte(nil), line...), false)
 				}
-				e, err := codec.Decode(codec.JSON, line)
+				e, err := event.Decode(event.JSON, line)
 				if err != nil {
 					invalid++
 					if invalid <= maxReported {
@@ -194,7 +194,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 					}
 					return nil
 				}
-				d, err := codec.Encode(format, &e)
+				d, err := event.Encode(format, &e)
 				if err != nil {
 					return err
 				}

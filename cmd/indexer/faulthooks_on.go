@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/failpoint"
 	"github.com/streamindex/indexer/internal/index"
@@ -87,7 +87,7 @@ type naiveApplier struct {
 	layout index.Layout
 }
 
-func (n *naiveApplier) Apply(ctx context.Context, events []codec.Event) (index.Result, error) {
+func (n *naiveApplier) Apply(ctx context.Context, events []event.Event) (index.Result, error) {
 	res := index.Result{Outcomes: make([]index.Outcome, len(events))}
 	pipe := n.c.Pipeline()
 	for i := range events {
@@ -95,7 +95,7 @@ func (n *naiveApplier) Apply(ctx context.Context, events []codec.Event) (index.R
 		l := n.layout
 		res.Outcomes[i] = index.Applied
 		pipe.SAdd(ctx, l.Tables(), l.Member(e.Database, e.Table))
-		e.Files(func(f *codec.File, deleted bool) {
+		e.Files(func(f *event.File, deleted bool) {
 			files, folders, stats := l.Files(e.Database, e.Table, f.Date()), l.Folders(e.Database, e.Table), l.Stats(e.Database, e.Table)
 			if deleted {
 				pipe.HDel(ctx, files, f.Path)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -205,12 +205,12 @@ type decoderOptions struct {
 func addDecoderFlags(fs *flag.FlagSet) *decoderOptions {
 	o := &decoderOptions{}
 	fs.StringVar(&o.layers, "layers", "default", layersUsage)
-	fs.IntVar(&o.maxBytes, "max-message-bytes", codec.DefaultMaxMessageBytes, "largest event message accepted, in `bytes`")
+	fs.IntVar(&o.maxBytes, "max-message-bytes", event.DefaultMaxMessageBytes, "largest event message accepted, in `bytes`")
 	return o
 }
 
-func (o *decoderOptions) decoder() (*codec.Decoder, error) {
-	cfg := codec.Config{MaxMessageBytes: o.maxBytes}
+func (o *decoderOptions) decoder() (*event.Decoder, error) {
+	cfg := event.Config{MaxMessageBytes: o.maxBytes}
 	if o.layers != "*" {
 		for _, l := range strings.Split(o.layers, ",") {
 			if l = layerName(l); l != "" {
@@ -221,7 +221,7 @@ func (o *decoderOptions) decoder() (*codec.Decoder, error) {
 			return nil, usagef("--layers is empty: name the layers, or \"*\" for any")
 		}
 	}
-	d, err := codec.NewDecoder(cfg)
+	d, err := event.NewDecoder(cfg)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}

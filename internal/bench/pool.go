@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/synth"
 )
 
@@ -41,7 +41,7 @@ func newPool() *pool {
 func (p *pool) take(n int) ([]payload, error) {
 	for len(p.events) < n {
 		e := p.gen.Next()
-		d, err := codec.Encode(codec.JSON, &e)
+		d, err := event.Encode(event.JSON, &e)
 		if err != nil {
 			return nil, fmt.Errorf("bench: encode synthetic event: %w", err)
 		}
@@ -66,10 +66,10 @@ func markers(n int, filesKey func(date string) string) ([]*marker, error) {
 	out := make([]*marker, 0, n)
 	for len(out) < n {
 		e := g.Next()
-		if e.Type != codec.FileCreated {
+		if e.Type != event.FileCreated {
 			continue
 		}
-		d, err := codec.Encode(codec.JSON, &e)
+		d, err := event.Encode(event.JSON, &e)
 		if err != nil {
 			return nil, fmt.Errorf("bench: encode marker: %w", err)
 		}

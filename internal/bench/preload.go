@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 )
@@ -44,7 +44,7 @@ func (e *env) preload(ctx context.Context, table string, n int, start time.Time,
 	defer bar.Stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan []codec.Event, preloadAppliers*2)
+	batches := make(chan []event.Event, preloadAppliers*2)
 	errs := make(chan error, preloadAppliers)
 	var wg sync.WaitGroup
 	for range preloadAppliers {

@@ -8,7 +8,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
@@ -56,7 +56,7 @@ func (s *redisStream) reset(ctx context.Context) error {
 func (s *redisStream) publish(ctx context.Context, events []payload) error {
 	out := make([]redisstream.Outgoing, len(events))
 	for i := range events {
-		out[i] = redisstream.Outgoing{Data: events[i].data, Format: codec.JSON}
+		out[i] = redisstream.Outgoing{Data: events[i].data, Format: event.JSON}
 	}
 	_, err := s.pub.Publish(ctx, out)
 	return err
@@ -103,7 +103,7 @@ func (s *natsStream) reset(ctx context.Context) error {
 func (s *natsStream) publish(ctx context.Context, events []payload) error {
 	out := make([]jetstream.Outgoing, len(events))
 	for i := range events {
-		out[i] = jetstream.Outgoing{Data: events[i].data, Format: codec.JSON, Subject: s.subject, MsgID: events[i].id}
+		out[i] = jetstream.Outgoing{Data: events[i].data, Format: event.JSON, Subject: s.subject, MsgID: events[i].id}
 	}
 	return s.pub.Publish(ctx, out)
 }

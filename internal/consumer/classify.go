@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // Class is how the loop treats a failure.
@@ -66,7 +66,7 @@ var poisonPrefixes = []string{"WRONGTYPE", "CORRUPT"}
 // Classify says how the loop treats err. It is the one place failures are
 // classified.
 func Classify(err error) Class {
-	var ve *codec.ValidationError
+	var ve *event.ValidationError
 	var rerr redis.Error
 	var netErr net.Error
 	switch {

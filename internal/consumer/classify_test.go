@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/testserver"
@@ -32,8 +32,8 @@ func TestClassifyRealErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Set(ctx, "folders:db:t", "not a hash", 0)
-	_, wrongType := x.Apply(ctx, []codec.Event{{ID: "a", Type: codec.FileCreated, Time: 1, Database: "db", Table: "t",
-		File: codec.File{Layer: "default", Path: "date=2024-01-15/hour=01/a.1.parquet"}}})
+	_, wrongType := x.Apply(ctx, []event.Event{{ID: "a", Type: event.FileCreated, Time: 1, Database: "db", Table: "t",
+		File: event.File{Layer: "default", Path: "date=2024-01-15/hour=01/a.1.parquet"}}})
 
 	noGroup := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{"s", ">"}, Block: time.Millisecond}).Err()
 
@@ -54,8 +54,8 @@ func TestClassifyRealErrors(t *testing.T) {
 	if err := sx.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, scriptNoPerm := sx.Apply(ctx, []codec.Event{{ID: "b", Type: codec.FileCreated, Time: 1, Database: "db", Table: "u",
-		File: codec.File{Layer: "default", Path: "date=2024-01-15/hour=01/b.1.parquet"}}})
+	_, scriptNoPerm := sx.Apply(ctx, []event.Event{{ID: "b", Type: event.FileCreated, Time: 1, Database: "db", Table: "u",
+		File: event.File{Layer: "default", Path: "date=2024-01-15/hour=01/b.1.parquet"}}})
 	wrongPass := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "weak", Password: "nope", MaxRetries: -1})
 	defer wrongPass.Close()
 	badAuth := wrongPass.Ping(ctx).Err()
@@ -135,7 +135,7 @@ func TestClassifyReplies(t *testing.T) {
 		{redisError("ERR user_script:1: Script attempted to access nonexistent global variable"), consumer.Poison},
 		{redisError("CROSSSLOT Keys in request don't hash to the same slot"), consumer.Fatal},
 		{fmt.Errorf("wrapped: %w", redisError("BUSY x")), consumer.Retry},
-		{&codec.ValidationError{Field: "path", Reason: "bad"}, consumer.Poison},
+		{&event.ValidationError{Field: "path", Reason: "bad"}, consumer.Poison},
 		{fmt.Errorf("x: %w", consumer.ErrGroupMissing), consumer.Fatal},
 		{fmt.Errorf("x: %w", consumer.ErrStreamMissing), consumer.Fatal},
 		{jetstream.ErrConsumerNotFound, consumer.Fatal},

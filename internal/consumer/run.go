@@ -10,7 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/failpoint"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/telemetry"
@@ -23,7 +23,7 @@ type Config struct {
 	// Index applies events. Required.
 	Index Applier
 	// Decoder decodes and validates messages. Default: codec defaults.
-	Decoder *codec.Decoder
+	Decoder *event.Decoder
 	// BatchSize is the most messages in one batch. Default 1000.
 	BatchSize int
 	// BatchBytes stops filling a batch once its payloads reach this many
@@ -101,7 +101,7 @@ func New(cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("consumer: batch size, batch bytes and max deliver must be positive, linger and poll wait not negative")
 	}
 	if cfg.Decoder == nil {
-		cfg.Decoder, _ = codec.NewDecoder(codec.Config{})
+		cfg.Decoder, _ = event.NewDecoder(event.Config{})
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -263,7 +263,7 @@ type sorted struct {
 	msgs         []Message // the whole batch, as fetched
 	lost, valid  []Message
 	dead         []DeadLetter
-	events       []codec.Event // one per valid message
+	events       []event.Event // one per valid message
 	redelivered  int
 	maxDelivered int
 }
@@ -271,7 +271,7 @@ type sorted struct {
 // sort decodes and validates a batch and sorts its messages. It decides
 // nothing about acknowledgement.
 func (r *Runner) sort(msgs []Message) *sorted {
-	b := &sorted{msgs: msgs, valid: make([]Message, 0, len(msgs)), events: make([]codec.Event, 0, len(msgs))}
+	b := &sorted{msgs: msgs, valid: make([]Message, 0, len(msgs)), events: make([]event.Event, 0, len(msgs))}
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Deliveries > 1 {
@@ -285,8 +285,8 @@ func (r *Runner) sort(msgs []Message) *sorted {
 			b.dead = append(b.dead, DeadLetter{Message: *m, Reason: fmt.Sprintf(
 				"delivered %d times without being applied (more than --max-deliver %d); see the worker logs for the failure", m.Deliveries, r.cfg.MaxDeliver)})
 		default:
-			f, err := codec.ParseFormat(m.ContentType)
-			var e codec.Event
+			f, err := event.ParseFormat(m.ContentType)
+			var e event.Event
 			if err == nil {
 				e, err = r.cfg.Decoder.Decode(f, m.Data)
 			}
@@ -403,7 +403,7 @@ func (r *Runner) settle(log *slog.Logger, step string, err error) error {
 // The outcome of a refused event is 0; it is logged and left for
 // redelivery (and, after MaxDeliver deliveries, the dead-letter
 // destination).
-func (r *Runner) apply(ctx context.Context, log *slog.Logger, events []codec.Event, msgs []Message) ([]index.Outcome, error) {
+func (r *Runner) apply(ctx context.Context, log *slog.Logger, events []event.Event, msgs []Message) ([]index.Outcome, error) {
 	out := make([]index.Outcome, len(events))
 	var rec func(lo, hi int) error
 	rec = func(lo, hi int) error {

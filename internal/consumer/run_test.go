@@ -16,7 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/telemetry"
@@ -107,11 +107,11 @@ func (s *memSource) state() (acked []string, dead []consumer.DeadLetter) {
 type memIndex struct {
 	mu      sync.Mutex
 	batches [][]string // event ids per call
-	fail    func(events []codec.Event) error
+	fail    func(events []event.Event) error
 	delay   time.Duration
 }
 
-func (x *memIndex) Apply(ctx context.Context, events []codec.Event) (index.Result, error) {
+func (x *memIndex) Apply(ctx context.Context, events []event.Event) (index.Result, error) {
 	if x.delay > 0 {
 		time.Sleep(x.delay)
 	}
@@ -133,9 +133,9 @@ func (x *memIndex) Apply(ctx context.Context, events []codec.Event) (index.Resul
 }
 
 func msg(id int) consumer.Message {
-	e := codec.Event{ID: fmt.Sprintf("e%d", id), Type: codec.FileCreated, Time: 1, Database: "db", Table: "t",
-		File: codec.File{Layer: "default", Path: fmt.Sprintf("date=2024-01-15/hour=01/f%d.1.parquet", id), MaxTime: 1}}
-	data, err := codec.Encode(codec.JSON, &e)
+	e := event.Event{ID: fmt.Sprintf("e%d", id), Type: event.FileCreated, Time: 1, Database: "db", Table: "t",
+		File: event.File{Layer: "default", Path: fmt.Sprintf("date=2024-01-15/hour=01/f%d.1.parquet", id), MaxTime: 1}}
+	data, err := event.Encode(event.JSON, &e)
 	if err != nil {
 		panic(err)
 	}
@@ -282,7 +282,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newMemSource()
 		failures := 5
-		x := &memIndex{fail: func([]codec.Event) error {
+		x := &memIndex{fail: func([]event.Event) error {
 			if failures > 0 {
 				failures--
 				return fmt.Errorf("patch_index: %w", syscall.ECONNREFUSED)
@@ -320,7 +320,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 func TestPoisonEventIsIsolated(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newMemSource()
-		x := &memIndex{fail: func(events []codec.Event) error {
+		x := &memIndex{fail: func(events []event.Event) error {
 			for _, e := range events {
 				if e.ID == "e5" {
 					return redisError("WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string")
@@ -367,7 +367,7 @@ func TestFatalFetchErrorStops(t *testing.T) {
 func TestShutdownDeadlineLeavesBatchUnacked(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newMemSource()
-		x := &memIndex{fail: func([]codec.Event) error { return syscall.ECONNRESET }}
+		x := &memIndex{fail: func([]event.Event) error { return syscall.ECONNRESET }}
 		stop := runLoop(t, consumer.Config{Source: src, Index: x, ShutdownTimeout: 2 * time.Second})
 		src.push(msgs(0, 3)...)
 		time.Sleep(time.Second)

@@ -14,7 +14,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -109,5 +109,5 @@ var ErrStreamMissing = errors.New("stream does not exist")
 
 // Applier applies valid events to the index; *index.Index implements it.
 type Applier interface {
-	Apply(ctx context.Context, events []codec.Event) (index.Result, error)
+	Apply(ctx context.Context, events []event.Event) (index.Result, error)
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 )
@@ -20,19 +20,19 @@ func TestStateMachine(t *testing.T) {
 	a, b := file(1, "a"), file(1, "b")
 	cases := []struct {
 		name     string
-		events   []codec.Event
+		events   []event.Event
 		outcomes string // one per event
 		live     []string
 	}{
-		{"create", []codec.Event{created(a)}, "a", []string{a.Path}},
-		{"create twice", []codec.Event{created(a), created(a)}, "ad", []string{a.Path}},
-		{"create then delete", []codec.Event{created(a), deleted(a)}, "aa", nil},
-		{"delete then create", []codec.Event{deleted(a), created(a)}, "ti", nil},
-		{"delete twice", []codec.Event{created(a), deleted(a), deleted(a)}, "aad", nil},
-		{"delete unknown twice", []codec.Event{deleted(a), deleted(a)}, "td", nil},
-		{"replace", []codec.Event{created(a), replaced([]codec.File{b}, []codec.File{a})}, "aa", []string{b.Path}},
-		{"replace twice", []codec.Event{created(a), replaced([]codec.File{b}, []codec.File{a}), replaced([]codec.File{b}, []codec.File{a})}, "aad", []string{b.Path}},
-		{"replace of a deleted output", []codec.Event{deleted(b), replaced([]codec.File{b}, nil)}, "ti", nil},
+		{"create", []event.Event{created(a)}, "a", []string{a.Path}},
+		{"create twice", []event.Event{created(a), created(a)}, "ad", []string{a.Path}},
+		{"create then delete", []event.Event{created(a), deleted(a)}, "aa", nil},
+		{"delete then create", []event.Event{deleted(a), created(a)}, "ti", nil},
+		{"delete twice", []event.Event{created(a), deleted(a), deleted(a)}, "aad", nil},
+		{"delete unknown twice", []event.Event{deleted(a), deleted(a)}, "td", nil},
+		{"replace", []event.Event{created(a), replaced([]event.File{b}, []event.File{a})}, "aa", []string{b.Path}},
+		{"replace twice", []event.Event{created(a), replaced([]event.File{b}, []event.File{a}), replaced([]event.File{b}, []event.File{a})}, "aad", []string{b.Path}},
+		{"replace of a deleted output", []event.Event{deleted(b), replaced([]event.File{b}, nil)}, "ti", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestEntryIsGigAPIShape(t *testing.T) {
 	f.MaxTime = 1705330799987654321
 	f.ChunkTime = 1705327200000000000
 	var err error
-	f.Min, err = codec.StatsFromMap(map[string]any{"__timestamp": int64(1705327200123456789), "name": "é"})
+	f.Min, err = event.StatsFromMap(map[string]any{"__timestamp": int64(1705327200123456789), "name": "é"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +217,8 @@ func TestFailingCallWritesNothing(t *testing.T) {
 			before := dump(t, c)
 			// A batch touching the planted key and others: delete, create,
 			// replace across two dates.
-			_, err := x.Apply(ctx, []codec.Event{deleted(a), created(file(3, "c")), created(file(25, "d")),
-				replaced([]codec.File{file(2, "e")}, []codec.File{b}), deleted(mv)})
+			_, err := x.Apply(ctx, []event.Event{deleted(a), created(file(3, "c")), created(file(25, "d")),
+				replaced([]event.File{file(2, "e")}, []event.File{b}), deleted(mv)})
 			if err == nil || !strings.Contains(err.Error(), tc.errCode) {
 				t.Fatalf("apply error = %v, want %s", err, tc.errCode)
 			}
@@ -233,7 +233,7 @@ func TestFailingCallWritesNothing(t *testing.T) {
 		apply(t, x, created(a))
 		c.HSet(ctx, "folders:db:t", "date=2024-01-15/hour=01", "garbage")
 		before := dump(t, c)
-		_, err := x.Apply(ctx, []codec.Event{created(file(5, "x")), deleted(a)})
+		_, err := x.Apply(ctx, []event.Event{created(file(5, "x")), deleted(a)})
 		if err == nil || !strings.Contains(err.Error(), "CORRUPT") {
 			t.Fatalf("apply error = %v, want CORRUPT", err)
 		}
@@ -278,11 +278,11 @@ func TestApplyAfterScriptFlush(t *testing.T) {
 
 func TestApplySplitsCalls(t *testing.T) {
 	x, _ := newIndex(t, index.Config{MaxEventsPerCall: 3})
-	var events []codec.Event
+	var events []event.Event
 	for i := 0; i < 7; i++ {
 		events = append(events, created(file(i, "f")))
 	}
-	events = append(events, replaced([]codec.File{file(1, "g"), file(2, "g")}, []codec.File{file(1, "f"), file(2, "f")}))
+	events = append(events, replaced([]event.File{file(1, "g"), file(2, "g")}, []event.File{file(1, "f"), file(2, "f")}))
 	res := apply(t, x, events...)
 	if res.Calls != 3 {
 		t.Errorf("calls = %d, want 3 (3+3+2 events)", res.Calls)
@@ -294,11 +294,11 @@ func TestApplySplitsCalls(t *testing.T) {
 	// File operations are capped at ten times the events: a replace of 25
 	// files is never split, but gets a call of its own.
 	x, _ = newIndex(t, index.Config{MaxEventsPerCall: 2})
-	var many []codec.File
+	var many []event.File
 	for i := 0; i < 24; i++ {
 		many = append(many, file(5, fmt.Sprintf("m%d", i)))
 	}
-	big := replaced([]codec.File{file(5, "out")}, many)
+	big := replaced([]event.File{file(5, "out")}, many)
 	res = apply(t, x, created(file(1, "a")), big, created(file(1, "b")))
 	if res.Calls != 3 {
 		t.Errorf("calls = %d, want 3 (the 25-file replace alone)", res.Calls)
@@ -309,7 +309,7 @@ func TestApplyRejectsInvalidEvent(t *testing.T) {
 	x, c := newIndex(t, index.Config{})
 	bad := created(file(1, "a"))
 	bad.Database = "no:colons"
-	_, err := x.Apply(context.Background(), []codec.Event{created(file(1, "ok")), bad})
+	_, err := x.Apply(context.Background(), []event.Event{created(file(1, "ok")), bad})
 	if err == nil || !strings.Contains(err.Error(), "database") {
 		t.Fatalf("error = %v, want one naming database", err)
 	}
@@ -330,7 +330,7 @@ func TestProperty(t *testing.T) {
 			history := g.Events(2500)
 			paths, deletes := map[string]bool{}, 0
 			for i := range history {
-				history[i].Files(func(f *codec.File, del bool) {
+				history[i].Files(func(f *event.File, del bool) {
 					paths[f.Path] = true
 					if del {
 						deletes++

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
@@ -64,7 +64,7 @@ func BenchmarkApply(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			batches := make([][]codec.Event, b.N)
+			batches := make([][]event.Event, b.N)
 			for i := range batches {
 				batches[i] = g.Events(batch)
 			}
@@ -144,7 +144,7 @@ func BenchmarkQueues(b *testing.B) {
 				}
 				*sum += scriptUsec(b, c) - t0
 			}
-			step := func(events []codec.Event) {
+			step := func(events []event.Event) {
 				timed(&apply, func() error { _, err := x.Apply(ctx, events); return err })
 				if !v.pipeline {
 					return
@@ -152,7 +152,7 @@ func BenchmarkQueues(b *testing.B) {
 				now = now.Add(time.Second)
 				timed(&publish, func() error { _, err := x.Publish(ctx); return err })
 				timed(&lease, func() error {
-					for _, kind := range []index.PlanKind{codec.PlanMerge, index.PlanDrop} {
+					for _, kind := range []index.PlanKind{event.PlanMerge, index.PlanDrop} {
 						ref := index.QueueRef{Kind: kind, Database: "demo", Table: "events", Layer: "default"}
 						for {
 							l, err := x.Next(ctx, ref)
@@ -173,7 +173,7 @@ func BenchmarkQueues(b *testing.B) {
 			for i := 0; i < 20; i++ {
 				step(g.Events(1000))
 			}
-			batches := make([][]codec.Event, b.N)
+			batches := make([][]event.Event, b.N)
 			for i := range batches {
 				batches[i] = g.Events(1000)
 			}

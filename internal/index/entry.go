@@ -8,7 +8,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // Entry is one indexed file as GigAPI's readers see it, with exact times.
@@ -32,7 +32,7 @@ type Entry struct {
 // numeric times 0, exact times in str_* strings, "cmd":"ADD"). f must be
 // valid: its strings then need no escaping. patch_index reads size_bytes
 // and row_count at their fixed place right after path.
-func appendEntry(dst []byte, db, table string, f *codec.File) []byte {
+func appendEntry(dst []byte, db, table string, f *event.File) []byte {
 	dst = append(dst, `{"layer":"`...)
 	dst = append(dst, f.Layer...)
 	dst = append(dst, `","database":"`...)

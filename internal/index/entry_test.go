@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/synth"
 )
 
@@ -13,10 +13,10 @@ import (
 // decoder and to the same result as through it; anything else falls back.
 func TestParseEntryFastPath(t *testing.T) {
 	g := synth.New(synth.Config{Seed: 3})
-	stats, _ := codec.StatsFromMap(map[string]any{"q\"uote}": "a\\b{", "n": 1705327200123456789})
-	files := []codec.File{{Layer: "default", Path: "date=2024-01-15/hour=01/x.1.parquet", WriterID: "w-1", Min: stats, SizeBytes: 9007199254740991}}
+	stats, _ := event.StatsFromMap(map[string]any{"q\"uote}": "a\\b{", "n": 1705327200123456789})
+	files := []event.File{{Layer: "default", Path: "date=2024-01-15/hour=01/x.1.parquet", WriterID: "w-1", Min: stats, SizeBytes: 9007199254740991}}
 	for _, e := range g.Events(200) {
-		e.Files(func(f *codec.File, del bool) {
+		e.Files(func(f *event.File, del bool) {
 			if !del {
 				files = append(files, *f)
 			}
@@ -59,7 +59,7 @@ func parseSlow(data []byte) (Entry, error) {
 }
 
 func TestEntryAppendJSONMatchesEncodingJSON(t *testing.T) {
-	stats, _ := codec.StatsFromMap(map[string]any{"n": 1705327200123456789, "s": "é\"<>&"})
+	stats, _ := event.StatsFromMap(map[string]any{"n": 1705327200123456789, "s": "é\"<>&"})
 	for _, e := range []Entry{
 		{Layer: "default", Database: "db", Table: "t", Path: "date=2024-01-15/hour=01/x.1.parquet", SizeBytes: 1, RowCount: 2,
 			ChunkTime: 3, MinTime: 1705327200123456789, MaxTime: 5, Min: json.RawMessage(stats.String()), WriterID: "w"},

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/testserver"
 )
@@ -41,7 +41,7 @@ func openIndex(t *testing.T, c *redis.Client, cfg index.Config) *index.Index {
 	return x
 }
 
-func apply(t *testing.T, x *index.Index, events ...codec.Event) index.Result {
+func apply(t *testing.T, x *index.Index, events ...event.Event) index.Result {
 	t.Helper()
 	res, err := x.Apply(context.Background(), events)
 	if err != nil {
@@ -52,9 +52,9 @@ func apply(t *testing.T, x *index.Index, events ...codec.Event) index.Result {
 
 // file returns a valid file in hour h of 2024-01-15 (h may pass 23 into
 // the next day).
-func file(h int, name string) codec.File {
+func file(h int, name string) event.File {
 	t := time.Date(2024, 1, 15, 0, 0, 0, 0, time.UTC).Add(time.Duration(h) * time.Hour)
-	return codec.File{
+	return event.File{
 		Layer:     "default",
 		Path:      t.Format("date=2006-01-02/hour=15/") + name + ".1.parquet",
 		SizeBytes: 100 + int64(len(name)),
@@ -67,22 +67,22 @@ func file(h int, name string) codec.File {
 
 var seq int
 
-func created(f codec.File) codec.Event {
+func created(f event.File) event.Event {
 	seq++
-	return codec.Event{ID: fmt.Sprintf("c%d", seq), Type: codec.FileCreated, Time: 1, Database: "db", Table: "t", File: f}
+	return event.Event{ID: fmt.Sprintf("c%d", seq), Type: event.FileCreated, Time: 1, Database: "db", Table: "t", File: f}
 }
 
-func deleted(f codec.File) codec.Event {
+func deleted(f event.File) event.Event {
 	seq++
-	return codec.Event{ID: fmt.Sprintf("d%d", seq), Type: codec.FileDeleted, Time: 2, Database: "db", Table: "t",
-		File: codec.File{Layer: f.Layer, Path: f.Path}}
+	return event.Event{ID: fmt.Sprintf("d%d", seq), Type: event.FileDeleted, Time: 2, Database: "db", Table: "t",
+		File: event.File{Layer: f.Layer, Path: f.Path}}
 }
 
-func replaced(add []codec.File, remove []codec.File) codec.Event {
+func replaced(add []event.File, remove []event.File) event.Event {
 	seq++
-	e := codec.Event{ID: fmt.Sprintf("r%d", seq), Type: codec.FilesReplaced, Time: 3, Database: "db", Table: "t", Add: add}
+	e := event.Event{ID: fmt.Sprintf("r%d", seq), Type: event.FilesReplaced, Time: 3, Database: "db", Table: "t", Add: add}
 	for _, f := range remove {
-		e.Remove = append(e.Remove, codec.File{Layer: f.Layer, Path: f.Path})
+		e.Remove = append(e.Remove, event.File{Layer: f.Layer, Path: f.Path})
 	}
 	return e
 }
@@ -221,8 +221,8 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // redeliver returns history as an at-least-once stream delivers it: each
 // event 1 to maxCopies times, shuffled.
-func redeliver(rng *rand.Rand, history []codec.Event, maxCopies int) []codec.Event {
-	var out []codec.Event
+func redeliver(rng *rand.Rand, history []event.Event, maxCopies int) []event.Event {
+	var out []event.Event
 	for _, e := range history {
 		for n := rng.IntN(maxCopies); n >= 0; n-- {
 			out = append(out, e)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/lua"
 )
 
@@ -143,9 +143,9 @@ func (r Result) Count(o Outcome) int {
 // items, since applying them would index the same rows twice. Replaying a
 // committed event changes nothing. With every queue disabled, plans are
 // ignored and the event applies as it would without one.
-func (x *Index) Apply(ctx context.Context, events []codec.Event) (Result, error) {
+func (x *Index) Apply(ctx context.Context, events []event.Event) (Result, error) {
 	for i := range events {
-		if err := codec.Validate(&events[i], nil); err != nil {
+		if err := event.Validate(&events[i], nil); err != nil {
 			return Result{}, fmt.Errorf("index: event %d (id %q): %w", i, events[i].ID, err)
 		}
 	}
@@ -178,7 +178,7 @@ func (x *Index) Apply(ctx context.Context, events []codec.Event) (Result, error)
 
 // call runs one patch_index call for the events gathered in b and folds
 // the per-op outcomes into per-event outcomes.
-func (x *Index) call(ctx context.Context, b *batch, events []codec.Event, res *Result) error {
+func (x *Index) call(ctx context.Context, b *batch, events []event.Event, res *Result) error {
 	b.patch.NowMillis = x.now().UnixMilli()
 	b.patch.Registry = x.layout.Tables()
 	b.patch.Queues = x.queue.enabled
@@ -241,23 +241,23 @@ type batch struct {
 // fits reports whether e can join a call holding n events without
 // exceeding maxEvents events or 10×maxEvents file operations, or making a
 // counter delta inexact in Lua (sums must stay below 2^53).
-func (b *batch) fits(e *codec.Event, n, maxEvents int) bool {
+func (b *batch) fits(e *event.Event, n, maxEvents int) bool {
 	if n >= maxEvents || len(b.patch.Ops)+e.NumFiles() > 10*maxEvents || !b.fitsGroups(e) {
 		return false
 	}
 	size, rows := b.size, b.rows
 	fit := true
-	e.Files(func(f *codec.File, deleted bool) {
+	e.Files(func(f *event.File, deleted bool) {
 		size += f.SizeBytes
 		rows += f.RowCount
-		if size > codec.MaxSafeInt || rows > codec.MaxSafeInt {
+		if size > event.MaxSafeInt || rows > event.MaxSafeInt {
 			fit = false
 		}
 	})
 	return fit
 }
 
-func (x *Index) add(b *batch, e *codec.Event) {
+func (x *Index) add(b *batch, e *event.Event) {
 	l := x.layout
 	if b.tables == nil {
 		b.tables = make(map[[2]string]int)
@@ -284,7 +284,7 @@ func (x *Index) add(b *batch, e *codec.Event) {
 	}
 	pt := &b.patch.Tables[t]
 	pt.LastEventNanos = max(pt.LastEventNanos, e.Time)
-	e.Files(func(f *codec.File, deleted bool) {
+	e.Files(func(f *event.File, deleted bool) {
 		b.size += f.SizeBytes
 		b.rows += f.RowCount
 		dk := [3]string{e.Database, e.Table, f.Dir()}

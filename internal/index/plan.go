@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/lua"
 )
 
@@ -26,8 +26,8 @@ var ErrStaleLease = lua.ErrStaleLease
 // for is not kept (QueueConfig.Disable).
 var ErrQueuesOff = errors.New("index: the queue is not kept (see --queues)")
 
-// PlanKind is a queue: codec.PlanMerge, codec.PlanMove or PlanDrop.
-type PlanKind = codec.PlanKind
+// PlanKind is a queue: event.PlanMerge, event.PlanMove or PlanDrop.
+type PlanKind = event.PlanKind
 
 // PlanDrop is the drop queue, which files.replaced events never complete.
 const PlanDrop PlanKind = "drop"
@@ -62,7 +62,7 @@ type Lease struct {
 
 // patchPlan returns the plan of a files.replaced event for patch_index:
 // where its leased item is, or Stale when it is not leased at all.
-func (x *Index) patchPlan(ctx context.Context, e *codec.Event) (*lua.PatchPlan, error) {
+func (x *Index) patchPlan(ctx context.Context, e *event.Event) (*lua.PatchPlan, error) {
 	k := x.layout.QueueKeys(e.Database, e.Table)
 	rec, err := x.c.HGet(ctx, k.State, "l"+e.Plan.ID).Result()
 	if errors.Is(err, redis.Nil) {
@@ -121,9 +121,9 @@ func parseRecord(seq, v string) (record, error) {
 // kindLetter is the letter of a queue kind in group IDs and item ids.
 func kindLetter(k PlanKind) byte {
 	switch k {
-	case codec.PlanMerge:
+	case event.PlanMerge:
 		return 'm'
-	case codec.PlanMove:
+	case event.PlanMove:
 		return 'v'
 	case PlanDrop:
 		return 'd'
@@ -319,9 +319,9 @@ func (x *Index) lease(ref QueueRef, processing, folder string, n int, r lua.Leas
 func (x *Index) checkRef(ref QueueRef) error {
 	var need QueueKinds
 	switch ref.Kind {
-	case codec.PlanMerge:
+	case event.PlanMerge:
 		need = MergeQueue
-	case codec.PlanMove:
+	case event.PlanMove:
 		need = MoveQueue
 	case PlanDrop:
 		need = DropQueue
@@ -332,11 +332,11 @@ func (x *Index) checkRef(ref QueueRef) error {
 		return ErrQueuesOff
 	}
 	for _, n := range []string{ref.Database, ref.Table, ref.Layer} {
-		if !codec.ValidName(n) {
+		if !event.ValidName(n) {
 			return fmt.Errorf("index: %q is not a valid database, table or layer name", n)
 		}
 	}
-	if ref.Writer != "" && !codec.ValidName(ref.Writer) {
+	if ref.Writer != "" && !event.ValidName(ref.Writer) {
 		return fmt.Errorf("index: writer %q is not a valid name", ref.Writer)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -22,7 +22,7 @@ func TestQueueLeases(t *testing.T) {
 	ctx := context.Background()
 	ck := newClock()
 	x, c := queueIndex(t, index.QueueConfig{}, ck)
-	ref := index.QueueRef{Kind: codec.PlanMerge, Database: "db", Table: "t", Layer: "default"}
+	ref := index.QueueRef{Kind: event.PlanMerge, Database: "db", Table: "t", Layer: "default"}
 	a, b := qfile(7, "a", 1, "default", 10), qfile(7, "b", 1, "default", 20)
 	apply(t, x, created(a), created(b))
 	if _, err := x.Next(ctx, ref); !errors.Is(err, index.ErrNoItem) {
@@ -97,7 +97,7 @@ func TestQueueDistinctIDs(t *testing.T) {
 	// Every file is bigger than the max: one item per file.
 	x, c := queueIndex(t, index.QueueConfig{Merge: []index.MergeLevel{{Timeout: time.Second, MaxSize: 1}}}, ck)
 	const n = 10_000
-	var evs []codec.Event
+	var evs []event.Event
 	for i := range n {
 		evs = append(evs, created(qfile(i%48, fmt.Sprintf("f%05d", i), 1, "default", 5)))
 	}
@@ -137,7 +137,7 @@ func TestQueueCommitWithPlan(t *testing.T) {
 	ctx := context.Background()
 	ck := newClock()
 	x, c := queueIndex(t, index.QueueConfig{}, ck)
-	ref := index.QueueRef{Kind: codec.PlanMerge, Database: "db", Table: "t", Layer: "default"}
+	ref := index.QueueRef{Kind: event.PlanMerge, Database: "db", Table: "t", Layer: "default"}
 	a, b := qfile(9, "a", 1, "default", 10), qfile(9, "b", 1, "default", 20)
 	apply(t, x, created(a), created(b))
 	ck.Add(10 * time.Second)
@@ -146,15 +146,15 @@ func TestQueueCommitWithPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := qfile(9, "merged", 2, "default", 30)
-	commit := replaced([]codec.File{out}, []codec.File{a, b})
-	commit.Plan = &codec.Plan{Kind: codec.PlanMerge, ID: l.ID, Token: l.Token}
+	commit := replaced([]event.File{out}, []event.File{a, b})
+	commit.Plan = &event.Plan{Kind: event.PlanMerge, ID: l.ID, Token: l.Token}
 	if res := apply(t, x, commit); res.Outcomes[0] != index.Applied {
 		t.Fatalf("commit outcome %v, want applied", res.Outcomes[0])
 	}
 	if _, err := x.Get(ctx, "db", "t", out.Path); err != nil {
 		t.Errorf("output not indexed: %v", err)
 	}
-	for _, f := range []codec.File{a, b} {
+	for _, f := range []event.File{a, b} {
 		if _, err := x.Get(ctx, "db", "t", f.Path); !errors.Is(err, index.ErrNotFound) {
 			t.Errorf("input %s still indexed: %v", f.Path, err)
 		}
@@ -190,12 +190,12 @@ func TestQueueCommitWithPlan(t *testing.T) {
 	if err != nil || cur.ID != old.ID {
 		t.Fatalf("re-delivery: %+v %v", cur, err)
 	}
-	stale := replaced([]codec.File{qfile(10, "stale-out", 2, "default", 11)}, []codec.File{p, q})
-	stale.Plan = &codec.Plan{Kind: codec.PlanMerge, ID: old.ID, Token: old.Token}
+	stale := replaced([]event.File{qfile(10, "stale-out", 2, "default", 11)}, []event.File{p, q})
+	stale.Plan = &event.Plan{Kind: event.PlanMerge, ID: old.ID, Token: old.Token}
 	if res := apply(t, x, stale); res.Outcomes[0] != index.Superseded {
 		t.Fatalf("stale commit outcome %v, want superseded", res.Outcomes[0])
 	}
-	for _, f := range []codec.File{p, q} {
+	for _, f := range []event.File{p, q} {
 		if _, err := x.Get(ctx, "db", "t", f.Path); err != nil {
 			t.Errorf("input %s of a superseded commit was removed: %v", f.Path, err)
 		}
@@ -207,8 +207,8 @@ func TestQueueCommitWithPlan(t *testing.T) {
 	if last := drops[len(drops)-1]; last["path"] != stale.Add[0].Path {
 		t.Errorf("the superseded output gets no drop item; last drop %v", last)
 	}
-	good := replaced([]codec.File{qfile(10, "good-out", 2, "default", 11)}, []codec.File{p, q})
-	good.Plan = &codec.Plan{Kind: codec.PlanMerge, ID: cur.ID, Token: cur.Token}
+	good := replaced([]event.File{qfile(10, "good-out", 2, "default", 11)}, []event.File{p, q})
+	good.Plan = &event.Plan{Kind: event.PlanMerge, ID: cur.ID, Token: cur.Token}
 	if res := apply(t, x, good); res.Outcomes[0] != index.Applied {
 		t.Fatalf("the current holder's commit: %v", res.Outcomes[0])
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/lua"
 )
 
@@ -130,13 +130,13 @@ func newQueueConf(c QueueConfig) (*queueConf, error) {
 		if l.Timeout < time.Second || l.Timeout%time.Second != 0 {
 			return nil, fmt.Errorf("index: merge iteration %d: timeout %v must be whole seconds, at least 1s", i+1, l.Timeout)
 		}
-		if l.MaxSize < 1 || l.MaxSize > codec.MaxSafeInt {
+		if l.MaxSize < 1 || l.MaxSize > event.MaxSafeInt {
 			return nil, fmt.Errorf("index: merge iteration %d: max size %d must be 1 to 2^53-1 bytes", i+1, l.MaxSize)
 		}
 		q.merge = append(q.merge, mergeLevel{int64(l.Timeout / time.Second), l.MaxSize})
 	}
 	for i, l := range c.Layers {
-		if !codec.ValidName(l.Name) {
+		if !event.ValidName(l.Name) {
 			return nil, fmt.Errorf("index: layer %q: not a valid name", l.Name)
 		}
 		if _, dup := q.layers[l.Name]; dup {
@@ -244,7 +244,7 @@ func groupHash(db, table, dir, layer, writer string) string {
 // ItemID returns the id of the item of queue kind ('m' merge, 'v' move,
 // 'd' drop) whose first path is path, as patch_index computes it.
 func ItemID(kind byte, db, table, path, layer, writer string) string {
-	f := codec.File{Path: path}
+	f := event.File{Path: path}
 	return string(kind) + groupHash(db, table, f.Dir(), layer, writer) + "-" + nameN(path)
 }
 
@@ -261,7 +261,7 @@ func nameN(path string) string {
 func MovePathTo(db, table, layer, path string) string {
 	sum := sha1.Sum([]byte(db + "\x00" + table + "\x00" + layer + "\x00" + path))
 	x := hex.EncodeToString(sum[:])
-	f := codec.File{Path: path}
+	f := event.File{Path: path}
 	return f.Dir() + "/" + x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32] +
 		"." + strconv.Itoa(f.Iteration()) + ".parquet"
 }
@@ -308,7 +308,7 @@ func (qb *queueBatch) key(p *lua.Patch, key string) int {
 // group returns the 1-based group of a file of dir d in the call, adding
 // it. A delete also needs the group's :idle list, to withdraw an item
 // already published.
-func (x *Index) group(b *batch, e *codec.Event, f *codec.File, d int, deleted bool) int {
+func (x *Index) group(b *batch, e *event.Event, f *event.File, d int, deleted bool) int {
 	qb, p := &b.queue, &b.patch
 	q, l := x.queue, x.layout
 	n := f.Iteration()
@@ -384,12 +384,12 @@ func (b *batch) dropItems(nowS int64) {
 }
 
 // fitsGroups reports whether e's files add no dir more than 255 groups.
-func (b *batch) fitsGroups(e *codec.Event) bool {
+func (b *batch) fitsGroups(e *event.Event) bool {
 	if b.queue.groups == nil {
 		return true
 	}
 	fit := true
-	e.Files(func(f *codec.File, deleted bool) {
+	e.Files(func(f *event.File, deleted bool) {
 		if d, ok := b.dirs[[3]string{e.Database, e.Table, f.Dir()}]; ok && len(b.patch.Dirs[d].Groups) >= 250 {
 			fit = false
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // checkQueues reports the merge and move items waiting in a table's :idle
@@ -95,7 +95,7 @@ func (x *Index) checkItem(ctx context.Context, db, table, key, raw string, liste
 		if merge {
 			listed[p] = it.ID
 		}
-		f := codec.File{Path: p}
+		f := event.File{Path: p}
 		v, err := x.c.HGet(ctx, x.layout.Files(db, table, f.Date()), p).Result()
 		if errors.Is(err, redis.Nil) {
 			bad("lists " + p + ", which is not live")

@@ -17,7 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 )
@@ -52,7 +52,7 @@ func queueIndex(t *testing.T, q index.QueueConfig, ck *clock) (*index.Index, *re
 }
 
 // qfile returns a valid file of iteration n in hour h of 2024-01-15.
-func qfile(h int, name string, n int, layer string, size int64) codec.File {
+func qfile(h int, name string, n int, layer string, size int64) event.File {
 	f := file(h, name)
 	f.Path = strings.TrimSuffix(f.Path, "1.parquet") + strconv.Itoa(n) + ".parquet"
 	f.Layer, f.SizeBytes = layer, size
@@ -185,7 +185,7 @@ func TestQueueItemShapes(t *testing.T) {
 	if len(drops) != 2 {
 		t.Fatalf("%d drop items, want 2", len(drops))
 	}
-	for i, f := range []codec.File{m2, ghost} {
+	for i, f := range []event.File{m2, ghost} {
 		sameFields(t, "drop item", drops[i], map[string]any{
 			"id":        index.ItemID('d', "db", "t", f.Path, "cold", ""),
 			"writer_id": "",
@@ -392,8 +392,8 @@ func TestQueuesOff(t *testing.T) {
 	ck := newClock()
 	x, c := queueIndex(t, index.QueueConfig{Disable: index.AllQueues}, ck)
 	a := qfile(1, "a", 1, "default", 1)
-	e := replaced([]codec.File{a}, nil)
-	e.Plan = &codec.Plan{Kind: codec.PlanMerge, ID: "x1", Token: "1"}
+	e := replaced([]event.File{a}, nil)
+	e.Plan = &event.Plan{Kind: event.PlanMerge, ID: "x1", Token: "1"}
 	if res := apply(t, x, e, deleted(qfile(1, "b", 1, "default", 1))); res.Outcomes[0] != index.Applied {
 		t.Fatalf("outcome %v", res.Outcomes[0])
 	}
@@ -404,7 +404,7 @@ func TestQueuesOff(t *testing.T) {
 			t.Errorf("queue key %s written with queues off", k)
 		}
 	}
-	if _, err := x.Next(ctx, index.QueueRef{Kind: codec.PlanMerge, Database: "db", Table: "t", Layer: "default"}); !errors.Is(err, index.ErrQueuesOff) {
+	if _, err := x.Next(ctx, index.QueueRef{Kind: event.PlanMerge, Database: "db", Table: "t", Layer: "default"}); !errors.Is(err, index.ErrQueuesOff) {
 		t.Errorf("next: %v, want ErrQueuesOff", err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // ErrNotFound is returned by Get for a path that is not indexed.
@@ -21,7 +21,7 @@ var ErrNotFound = errors.New("index: file not indexed")
 
 // Get returns the entry of a path, or ErrNotFound.
 func (x *Index) Get(ctx context.Context, db, table, path string) (Entry, error) {
-	f := codec.File{Path: path}
+	f := event.File{Path: path}
 	if err := checkPath(path); err != nil {
 		return Entry{}, err
 	}
@@ -38,9 +38,9 @@ func (x *Index) Get(ctx context.Context, db, table, path string) (Entry, error) 
 // checkPath validates a path given by a caller (for example on the command
 // line) with the event contract's rules.
 func checkPath(path string) error {
-	e := codec.Event{ID: "x", Type: codec.FileDeleted, Database: "x", Table: "x",
-		File: codec.File{Layer: "x", Path: path}}
-	return codec.Validate(&e, nil)
+	e := event.Event{ID: "x", Type: event.FileDeleted, Database: "x", Table: "x",
+		File: event.File{Layer: "x", Path: path}}
+	return event.Validate(&e, nil)
 }
 
 // Query selects files of one table, as GigAPI's reader does but exactly:

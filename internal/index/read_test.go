@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -19,7 +19,7 @@ func TestQueryAcrossMidnight(t *testing.T) {
 	x, _ := newIndex(t, index.Config{})
 	// Hours 20..27 = 2024-01-15 20:00 .. 2024-01-16 03:00; each file spans
 	// the first 59 minutes of its hour.
-	var all []codec.Event
+	var all []event.Event
 	for h := 20; h <= 27; h++ {
 		all = append(all, created(file(h, "f")))
 	}
@@ -87,7 +87,7 @@ func TestQueryFilters(t *testing.T) {
 func TestQueryManyPages(t *testing.T) {
 	x, _ := newIndex(t, index.Config{})
 	const n = 3500 // between three and four pages of scanCount
-	var evs []codec.Event
+	var evs []event.Event
 	for i := range n {
 		evs = append(evs, created(file(i%24, fmt.Sprintf("f%04d", i))))
 	}

@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 )
@@ -43,7 +43,7 @@ type Config struct {
 	// Index applies the events. Required.
 	Index consumer.Applier
 	// Decoder decodes and validates messages. Default: codec defaults.
-	Decoder *codec.Decoder
+	Decoder *event.Decoder
 	// BatchSize, BatchBytes and Linger shape batches as for workers.
 	// Defaults 1000, 4 MiB, 10 ms.
 	BatchSize, BatchBytes int
@@ -150,7 +150,7 @@ type counter struct {
 	counts [256]atomic.Int64 // by outcome
 }
 
-func (c *counter) Apply(ctx context.Context, events []codec.Event) (index.Result, error) {
+func (c *counter) Apply(ctx context.Context, events []event.Event) (index.Result, error) {
 	res, err := c.Applier.Apply(ctx, events)
 	if err == nil {
 		for _, o := range res.Outcomes {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/replay"
@@ -24,7 +24,7 @@ const stream = "idx:events"
 type fixture struct {
 	c      *redis.Client
 	x      *index.Index
-	events []codec.Event
+	events []event.Event
 	ids    []string
 }
 
@@ -42,11 +42,11 @@ func newFixture(t *testing.T, n int) *fixture {
 	f := &fixture{c: c, x: x, events: synth.New(synth.Config{Seed: 3}).Events(n)}
 	out := make([]redisstream.Outgoing, n)
 	for i := range f.events {
-		d, err := codec.Encode(codec.JSON, &f.events[i])
+		d, err := event.Encode(event.JSON, &f.events[i])
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = redisstream.Outgoing{Data: d, Format: codec.JSON}
+		out[i] = redisstream.Outgoing{Data: d, Format: event.JSON}
 	}
 	if f.ids, err = redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: stream}).Publish(ctx, out); err != nil {
 		t.Fatal(err)

@@ -1,35 +1,35 @@
 package synth
 
 import (
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // Model is the index a set of events should produce, computed in memory
 // with the delete-wins state machine, independently of Redis.
 type Model struct {
 	// Live holds the live files per table ("db:table") by path.
-	Live map[string]map[string]codec.File
+	Live map[string]map[string]event.File
 	// Tombstoned holds the deleted paths per table.
 	Tombstoned map[string]map[string]bool
 }
 
 // NewModel returns an empty model.
 func NewModel() *Model {
-	return &Model{Live: make(map[string]map[string]codec.File), Tombstoned: make(map[string]map[string]bool)}
+	return &Model{Live: make(map[string]map[string]event.File), Tombstoned: make(map[string]map[string]bool)}
 }
 
 // Apply applies events in order. Duplicates and any order give the same
 // model, as they must give the same index.
-func (m *Model) Apply(events ...codec.Event) {
+func (m *Model) Apply(events ...event.Event) {
 	for i := range events {
 		e := &events[i]
 		t := e.Database + ":" + e.Table
 		if m.Live[t] == nil {
-			m.Live[t] = make(map[string]codec.File)
+			m.Live[t] = make(map[string]event.File)
 			m.Tombstoned[t] = make(map[string]bool)
 		}
 		live, tomb := m.Live[t], m.Tombstoned[t]
-		e.Files(func(f *codec.File, deleted bool) {
+		e.Files(func(f *event.File, deleted bool) {
 			switch {
 			case deleted:
 				delete(live, f.Path)

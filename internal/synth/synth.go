@@ -13,7 +13,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // Config configures a Generator. The zero value means the defaults.
@@ -42,7 +42,7 @@ type Config struct {
 type Generator struct {
 	cfg   Config
 	rng   *rand.Rand
-	live  []codec.File
+	live  []event.File
 	seq   uint64
 	clock int64
 }
@@ -81,10 +81,10 @@ func New(cfg Config) *Generator {
 }
 
 // Next returns the next event of the history.
-func (g *Generator) Next() codec.Event {
+func (g *Generator) Next() event.Event {
 	g.seq++
 	g.clock += int64(time.Millisecond)
-	e := codec.Event{
+	e := event.Event{
 		ID:       fmt.Sprintf("%s-%s-%d-%d", g.cfg.Database, g.cfg.Table, g.cfg.Seed, g.seq),
 		Time:     g.clock,
 		Database: g.cfg.Database,
@@ -93,13 +93,13 @@ func (g *Generator) Next() codec.Event {
 	r := g.rng.Float64()
 	switch {
 	case r < g.cfg.DeleteRatio && len(g.live) > 0:
-		e.Type = codec.FileDeleted
+		e.Type = event.FileDeleted
 		f := g.take(g.rng.IntN(len(g.live)))
-		e.File = codec.File{Layer: f.Layer, WriterID: f.WriterID, Path: f.Path}
+		e.File = event.File{Layer: f.Layer, WriterID: f.WriterID, Path: f.Path}
 	case r < g.cfg.DeleteRatio+g.cfg.ReplaceRatio && len(g.live) >= 2:
 		g.replace(&e)
 	default:
-		e.Type = codec.FileCreated
+		e.Type = event.FileCreated
 		e.File = g.file(g.rng.IntN(g.cfg.Hours), 1)
 		g.live = append(g.live, e.File)
 	}
@@ -107,8 +107,8 @@ func (g *Generator) Next() codec.Event {
 }
 
 // Events returns the next n events.
-func (g *Generator) Events(n int) []codec.Event {
-	out := make([]codec.Event, n)
+func (g *Generator) Events(n int) []event.Event {
+	out := make([]event.Event, n)
 	for i := range out {
 		out[i] = g.Next()
 	}
@@ -117,8 +117,8 @@ func (g *Generator) Events(n int) []codec.Event {
 
 // replace merges 2-4 live files of the folder of a random live file into
 // one file of the next iteration.
-func (g *Generator) replace(e *codec.Event) {
-	e.Type = codec.FilesReplaced
+func (g *Generator) replace(e *event.Event) {
+	e.Type = event.FilesReplaced
 	first := g.live[g.rng.IntN(len(g.live))]
 	dir := first.Dir()
 	want := 2 + g.rng.IntN(3)
@@ -133,12 +133,12 @@ func (g *Generator) replace(e *codec.Event) {
 		size += f.SizeBytes
 		rows += f.RowCount
 		iter = max(iter, f.Iteration())
-		e.Remove = append(e.Remove, codec.File{Layer: f.Layer, Path: f.Path})
+		e.Remove = append(e.Remove, event.File{Layer: f.Layer, Path: f.Path})
 	}
 	hour := int((mustHour(dir) - g.cfg.Start.Unix()) / 3600)
 	out := g.file(hour, iter+1)
 	out.SizeBytes, out.RowCount = size, rows
-	e.Add = []codec.File{out}
+	e.Add = []event.File{out}
 	g.live = append(g.live, out)
 }
 
@@ -151,7 +151,7 @@ func mustHour(dir string) int64 {
 }
 
 // take removes and returns live file i.
-func (g *Generator) take(i int) codec.File {
+func (g *Generator) take(i int) event.File {
 	f := g.live[i]
 	last := len(g.live) - 1
 	g.live[i] = g.live[last]
@@ -160,13 +160,13 @@ func (g *Generator) take(i int) codec.File {
 }
 
 // file makes a new file in hourly folder hour of iteration iter.
-func (g *Generator) file(hour, iter int) codec.File {
+func (g *Generator) file(hour, iter int) event.File {
 	t := g.cfg.Start.Add(time.Duration(hour) * time.Hour).UTC()
 	minT := t.UnixNano() + g.rng.Int64N(int64(30*time.Minute))
 	maxT := minT + g.rng.Int64N(int64(30*time.Minute))
-	lo, _ := codec.StatsFromMap(map[string]any{"__timestamp": minT, "value": g.rng.Float64()})
-	hi, _ := codec.StatsFromMap(map[string]any{"__timestamp": maxT, "value": 1 + g.rng.Float64()})
-	return codec.File{
+	lo, _ := event.StatsFromMap(map[string]any{"__timestamp": minT, "value": g.rng.Float64()})
+	hi, _ := event.StatsFromMap(map[string]any{"__timestamp": maxT, "value": 1 + g.rng.Float64()})
+	return event.File{
 		Layer:     g.cfg.Layer,
 		Path:      fmt.Sprintf("%s/%016x%016x.%d.parquet", t.Format("date=2006-01-02/hour=15"), g.rng.Uint64(), g.rng.Uint64(), iter),
 		SizeBytes: 1000 + g.rng.Int64N(1<<20),

@@ -37,7 +37,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/testserver"
 )
 
@@ -69,7 +69,7 @@ func chaos(t *testing.T, source string) {
 	// The history: two tables interleaved; 5 % of the events published a
 	// second time, later, as a writer retrying would.
 	ev := interleave(eventsOf(n/2, seed, "events"), eventsOf(n-n/2, seed+1, "metrics"))
-	var msgs []codec.Event
+	var msgs []event.Event
 	for i := range ev {
 		msgs = append(msgs, ev[i])
 		if rng.Float64() < 0.05 {

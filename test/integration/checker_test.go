@@ -47,7 +47,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
@@ -170,15 +170,15 @@ func (f *fenv) unknown(v *verdict) map[string]bool {
 	ctx := f.t.Context()
 	paths := map[string]bool{}
 	add := func(data []byte, ct string) {
-		format, err := codec.ParseFormat(ct)
+		format, err := event.ParseFormat(ct)
 		if err != nil {
 			return
 		}
-		e, err := codec.Decode(format, data)
+		e, err := event.Decode(format, data)
 		if err != nil {
 			return
 		}
-		e.Files(func(fl *codec.File, _ bool) { paths[e.Database+":"+e.Table+"\x00"+fl.Path] = true })
+		e.Files(func(fl *event.File, _ bool) { paths[e.Database+":"+e.Table+"\x00"+fl.Path] = true })
 	}
 	if f.source == "nats" {
 		info, err := f.natsConsumer(ctx)
@@ -483,17 +483,17 @@ func (f *fenv) ackedNotApplied(ctx context.Context, deletedEver map[string]bool)
 	var probes []probe
 	pipe := f.rdb.Pipeline()
 	for _, p := range payloads {
-		format, err := codec.ParseFormat(p[1])
+		format, err := event.ParseFormat(p[1])
 		if err != nil {
 			continue
 		}
-		e, err := codec.Decode(format, []byte(p[0]))
+		e, err := event.Decode(format, []byte(p[0]))
 		if err != nil {
 			continue // poison: dead-lettered, not applied
 		}
 		checked++
 		tb := e.Database + ":" + e.Table
-		e.Files(func(fl *codec.File, del bool) {
+		e.Files(func(fl *event.File, del bool) {
 			if !del && deletedEver[tb+"\x00"+fl.Path] {
 				return
 			}
@@ -520,11 +520,11 @@ func (f *fenv) ackedNotApplied(ctx context.Context, deletedEver map[string]bool)
 
 // deletedPaths returns the paths ("<db>:<table>\x00<path>") some event of
 // the history deletes.
-func deletedPaths(events []codec.Event) map[string]bool {
+func deletedPaths(events []event.Event) map[string]bool {
 	out := map[string]bool{}
 	for i := range events {
 		e := &events[i]
-		e.Files(func(fl *codec.File, del bool) {
+		e.Files(func(fl *event.File, del bool) {
 			if del {
 				out[e.Database+":"+e.Table+"\x00"+fl.Path] = true
 			}

@@ -24,7 +24,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
@@ -233,14 +233,14 @@ func (f *fenv) sum(sample string) float64 {
 }
 
 // eventsOf returns n synthetic events of demo.<table>.
-func eventsOf(n int, seed uint64, table string) []codec.Event {
+func eventsOf(n int, seed uint64, table string) []event.Event {
 	return synth.New(synth.Config{Seed: seed, Database: "demo", Table: table, DeleteRatio: 0.3}).Events(n)
 }
 
 // interleave merges histories, taking one event of each in turn, so that
 // every batch mixes the tables; each history keeps its order.
-func interleave(hs ...[]codec.Event) []codec.Event {
-	var out []codec.Event
+func interleave(hs ...[]event.Event) []event.Event {
+	var out []event.Event
 	for i := 0; ; i++ {
 		more := false
 		for _, h := range hs {
@@ -259,14 +259,14 @@ func interleave(hs ...[]codec.Event) []codec.Event {
 // retries while the server is down (a retried Redis publish may store an
 // event twice, which the index absorbs; NATS de-duplicates by event id),
 // and adds them to the model.
-func (f *fenv) publish(events []codec.Event) {
+func (f *fenv) publish(events []event.Event) {
 	f.t.Helper()
 	if err := f.tryPublish(f.t.Context(), events, 2*time.Minute); err != nil {
 		f.t.Fatal(err)
 	}
 }
 
-func (f *fenv) tryPublish(ctx context.Context, events []codec.Event, within time.Duration) error {
+func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time.Duration) error {
 	f.mu.Lock()
 	f.model.Apply(events...)
 	f.mu.Unlock()
@@ -279,15 +279,15 @@ func (f *fenv) tryPublish(ctx context.Context, events []codec.Event, within time
 		if f.source == "nats" {
 			out := make([]jetstream.Outgoing, n)
 			for i := range chunk {
-				d, _ := codec.Encode(codec.JSON, &chunk[i])
-				out[i] = jetstream.Outgoing{Event: &chunk[i], Data: d, Format: codec.JSON}
+				d, _ := event.Encode(event.JSON, &chunk[i])
+				out[i] = jetstream.Outgoing{Event: &chunk[i], Data: d, Format: event.JSON}
 			}
 			err = f.pubNATS.Publish(pctx, out)
 		} else {
 			out := make([]redisstream.Outgoing, n)
 			for i := range chunk {
-				d, _ := codec.Encode(codec.JSON, &chunk[i])
-				out[i] = redisstream.Outgoing{Data: d, Format: codec.JSON}
+				d, _ := event.Encode(event.JSON, &chunk[i])
+				out[i] = redisstream.Outgoing{Data: d, Format: event.JSON}
 			}
 			_, err = f.pubRds.Publish(pctx, out)
 		}
@@ -314,7 +314,7 @@ func (f *fenv) publishPoison(data []byte, ct string) error {
 	defer cancel()
 	var err error
 	if f.source == "nats" {
-		format, _ := codec.ParseFormat(ct)
+		format, _ := event.ParseFormat(ct)
 		err = f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: data, Format: format,
 			Subject: "idx.events.demo.events", MsgID: fmt.Sprintf("poison-%d", time.Now().UnixNano())}})
 	} else {
@@ -349,7 +349,7 @@ func (f *fenv) deadLetters() []deadLetter {
 }
 
 // modelOf is the model of histories.
-func modelOf(hs ...[]codec.Event) *synth.Model {
+func modelOf(hs ...[]event.Event) *synth.Model {
 	m := synth.NewModel()
 	for _, h := range hs {
 		m.Apply(h...)

@@ -42,7 +42,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/testserver"
 )
@@ -208,7 +208,7 @@ func TestFaultWrongTypeKey(t *testing.T) {
 			t.Fatalf("%d dead letters, want the %d events of t1", len(dead), len(t1))
 		}
 		for _, d := range dead {
-			e, err := codec.Decode(codec.JSON, d.Data)
+			e, err := event.Decode(event.JSON, d.Data)
 			if err != nil || !want[e.ID] {
 				t.Fatalf("dead letter %s is not an event of t1: %.80q", d.ID, d.Data)
 			}
@@ -665,7 +665,7 @@ func TestFaultPoison(t *testing.T) {
 		ev := eventsOf(5000, 115, "events")
 		if source == "nats" {
 			huge := make([]byte, 64<<20)
-			err := f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: huge, Format: codec.JSON, Subject: "idx.events.demo.events", MsgID: "huge"}})
+			err := f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: huge, Format: event.JSON, Subject: "idx.events.demo.events", MsgID: "huge"}})
 			if err == nil || !strings.Contains(err.Error(), "maximum payload") {
 				t.Fatalf("publishing 64 MB to NATS: %v; want the max_payload refusal", err)
 			}

@@ -25,7 +25,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
@@ -227,7 +227,7 @@ func (w *worker) metric(t *testing.T, sample string) float64 {
 // history is what the test published: the distinct events in writer
 // order, and their model.
 type history struct {
-	events []codec.Event
+	events []event.Event
 	model  *synth.Model
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
 )
@@ -185,11 +185,11 @@ func historyOf(n int, seed uint64, table string) history {
 }
 
 // ndjson encodes events one per line.
-func ndjson(t *testing.T, events []codec.Event) string {
+func ndjson(t *testing.T, events []event.Event) string {
 	t.Helper()
 	var b strings.Builder
 	for i := range events {
-		d, err := codec.Encode(codec.JSON, &events[i])
+		d, err := event.Encode(event.JSON, &events[i])
 		if err != nil {
 			t.Fatal(err)
 		}

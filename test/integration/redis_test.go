@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/testserver"
 )
 
@@ -112,7 +112,7 @@ func TestRedisPoison(t *testing.T) {
 	var valid strings.Builder
 	p := 0
 	for i := range h.events {
-		b, err := codec.Encode(codec.JSON, &h.events[i])
+		b, err := event.Encode(event.JSON, &h.events[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +227,7 @@ func checkAckedApplied(t *testing.T, e *env, h history) {
 	ctx := context.Background()
 	deletedEver := map[string]bool{}
 	for i := range h.events {
-		h.events[i].Files(func(f *codec.File, del bool) {
+		h.events[i].Files(func(f *event.File, del bool) {
 			if del {
 				deletedEver[f.Path] = true
 			}
@@ -251,11 +251,11 @@ func checkAckedApplied(t *testing.T, e *env, h history) {
 		}
 		acked++
 		data, _ := m.Values["data"].(string)
-		ev, err := codec.Decode(codec.JSON, []byte(data))
+		ev, err := event.Decode(event.JSON, []byte(data))
 		if err != nil {
 			continue
 		}
-		ev.Files(func(f *codec.File, del bool) {
+		ev.Files(func(f *event.File, del bool) {
 			key := "files:demo:events:" + f.Date()
 			live := e.rdb.HExists(ctx, key, f.Path).Val()
 			tomb := e.rdb.ZScore(ctx, "idx:tomb:demo:events", f.Path).Err() == nil

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
@@ -43,11 +43,11 @@ func history(t *testing.T, n int) ([]Raw, *synth.Model) {
 	m.Apply(events...)
 	var raws []Raw
 	for i := range events {
-		f, ct := codec.JSON, "json"
+		f, ct := event.JSON, "json"
 		if i%2 == 1 {
-			f, ct = codec.MsgPack, "msgpack"
+			f, ct = event.MsgPack, "msgpack"
 		}
-		data, err := codec.Encode(f, &events[i])
+		data, err := event.Encode(f, &events[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ type slowIndex struct {
 	once    sync.Once
 }
 
-func (s *slowIndex) Apply(ctx context.Context, events []codec.Event) (index.Result, error) {
+func (s *slowIndex) Apply(ctx context.Context, events []event.Event) (index.Result, error) {
 	s.once.Do(func() { close(s.started) })
 	time.Sleep(s.delay)
 	return s.Applier.Apply(ctx, events)

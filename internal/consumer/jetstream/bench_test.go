@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
@@ -24,11 +24,11 @@ func benchEvents(b *testing.B, n int) []Outgoing {
 	events := synth.New(synth.Config{Seed: 1}).Events(n)
 	out := make([]Outgoing, n)
 	for i := range events {
-		data, err := codec.Encode(codec.JSON, &events[i])
+		data, err := event.Encode(event.JSON, &events[i])
 		if err != nil {
 			b.Fatal(err)
 		}
-		out[i] = Outgoing{Event: &events[i], Data: data, Format: codec.JSON}
+		out[i] = Outgoing{Event: &events[i], Data: data, Format: event.JSON}
 	}
 	return out
 }
@@ -122,11 +122,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 	events := synth.New(synth.Config{Seed: 7, Hours: 48}).Events(n)
 	out := make([]Outgoing, n)
 	for i := range events {
-		data, err := codec.Encode(codec.JSON, &events[i])
+		data, err := event.Encode(event.JSON, &events[i])
 		if err != nil {
 			b.Fatal(err)
 		}
-		out[i] = Outgoing{Event: &events[i], Data: data, Format: codec.JSON}
+		out[i] = Outgoing{Event: &events[i], Data: data, Format: event.JSON}
 	}
 	var round atomic.Int64
 	for _, mode := range []string{"backlog", "live"} {

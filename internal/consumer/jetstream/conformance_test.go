@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/consumertest"
 	"github.com/streamindex/indexer/internal/natsserver"
@@ -110,13 +110,13 @@ func (e *env) Publish(t *testing.T, raws ...consumertest.Raw) {
 		o.Data, o.MsgID = r.Data, "m"+strconv.FormatInt(e.msgID.Add(1), 10)
 		switch r.ContentType {
 		case "json", "":
-			o.Format = codec.JSON
+			o.Format = event.JSON
 		case "msgpack":
-			o.Format = codec.MsgPack
+			o.Format = event.MsgPack
 		default:
 			o.ContentType = r.ContentType
 		}
-		if ev, err := codec.Decode(o.Format, r.Data); err == nil && o.ContentType == "" {
+		if ev, err := event.Decode(o.Format, r.Data); err == nil && o.ContentType == "" {
 			o.Event = &ev
 		} else {
 			o.Subject = e.cfg.SubjectPrefix + ".t.t"

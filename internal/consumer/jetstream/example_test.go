@@ -10,7 +10,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/natsserver"
 )
@@ -43,14 +43,14 @@ func Example() {
 	fmt.Println("created:", created)
 
 	// 'indexer publish'
-	ev := codec.Event{ID: "01J0EXAMPLE", Type: codec.FileCreated, Time: 1, Database: "demo", Table: "events",
-		File: codec.File{Layer: "default", Path: "date=2024-01-15/hour=01/a.1.parquet", SizeBytes: 1, RowCount: 1, MinTime: 1, MaxTime: 2}}
-	data, err := codec.Encode(codec.JSON, &ev)
+	ev := event.Event{ID: "01J0EXAMPLE", Type: event.FileCreated, Time: 1, Database: "demo", Table: "events",
+		File: event.File{Layer: "default", Path: "date=2024-01-15/hour=01/a.1.parquet", SizeBytes: 1, RowCount: 1, MinTime: 1, MaxTime: 2}}
+	data, err := event.Encode(event.JSON, &ev)
 	if err != nil {
 		log.Fatal(err)
 	}
 	pub := jetstream.NewPublisher(js, jetstream.PublisherConfig{})
-	if err := pub.Publish(ctx, []jetstream.Outgoing{{Event: &ev, Data: data, Format: codec.JSON}}); err != nil {
+	if err := pub.Publish(ctx, []jetstream.Outgoing{{Event: &ev, Data: data, Format: event.JSON}}); err != nil {
 		log.Fatal(err)
 	}
 

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 )
 
@@ -52,11 +52,11 @@ type Outgoing struct {
 	// Event gives the subject (SubjectPrefix.<database>.<table>) and the
 	// Nats-Msg-Id (its id). It may be nil (raw or invalid payloads in
 	// tests and tools); then Subject is required.
-	Event *codec.Event
+	Event *event.Event
 	// Data is the encoded event.
 	Data []byte
 	// Format is Data's encoding; it sets the Content-Type header.
-	Format codec.Format
+	Format event.Format
 	// ContentType, when set, is sent instead of Format's MIME type (to
 	// test how workers treat an unknown type).
 	ContentType string

@@ -9,7 +9,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/synth"
 )
@@ -18,13 +18,13 @@ func TestPublishSubjectsHeadersAndDeduplication(t *testing.T) {
 	f := newFixture(t, testNames(1))
 	ctx := context.Background()
 	ev := synth.New(synth.Config{Seed: 1}).Events(1)[0]
-	data, err := codec.Encode(codec.MsgPack, &ev)
+	data, err := event.Encode(event.MsgPack, &ev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	msgs := []Outgoing{
-		{Event: &ev, Data: data, Format: codec.MsgPack},
-		{Event: &ev, Data: data, Format: codec.MsgPack}, // same Nats-Msg-Id: stored once
+		{Event: &ev, Data: data, Format: event.MsgPack},
+		{Event: &ev, Data: data, Format: event.MsgPack}, // same Nats-Msg-Id: stored once
 		{Subject: "t1.events.x.y", Data: []byte("raw"), ContentType: "text/plain"},
 		{Subject: "t1.events.x.y", Data: []byte("raw")}, // no id: stored again
 	}
@@ -98,7 +98,7 @@ func TestDeadLetterSubjectsAndRetry(t *testing.T) {
 	f := newFixture(t, testNames(1))
 	ctx := context.Background()
 	out := []Outgoing{
-		{Subject: "t1.events.db.tbl", Data: []byte("a"), Format: codec.MsgPack},
+		{Subject: "t1.events.db.tbl", Data: []byte("a"), Format: event.MsgPack},
 		{Subject: "t1.events.odd", Data: []byte("b")},
 		{Subject: "t1.events.my.db.tbl", Data: []byte("c")},
 	}

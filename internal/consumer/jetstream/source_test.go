@@ -13,7 +13,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/natsserver"
@@ -202,17 +202,17 @@ func TestDeletedConsumerStopsTheLoop(t *testing.T) {
 }
 
 // publishEvents publishes valid events, JSON-encoded.
-func (f *fixture) publishEvents(t *testing.T, events []codec.Event) {
+func (f *fixture) publishEvents(t *testing.T, events []event.Event) {
 	t.Helper()
 	if err := f.tryPublishEvents(events); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (f *fixture) tryPublishEvents(events []codec.Event) error {
+func (f *fixture) tryPublishEvents(events []event.Event) error {
 	out := make([]Outgoing, len(events))
 	for i := range events {
-		data, err := codec.Encode(codec.JSON, &events[i])
+		data, err := event.Encode(event.JSON, &events[i])
 		if err != nil {
 			return err
 		}

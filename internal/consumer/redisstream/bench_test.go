@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
@@ -28,7 +28,7 @@ func BenchmarkFetchAck(b *testing.B) {
 	data := []byte(`{"v":1,"id":"01J0000000000000000000000","type":"file.created","time":1718000000000000000,"database":"demo","table":"events","layer":"default","writer_id":"","path":"date=2024-06-10/hour=06/abcdefgh.1.parquet","size_bytes":123456,"row_count":1000,"chunk_time":1718000000000000000,"min_time":1718000000000000000,"max_time":1718000003600000000}`)
 	msgs := make([]Outgoing, 1000)
 	for i := range msgs {
-		msgs[i] = Outgoing{Data: data, Format: codec.JSON}
+		msgs[i] = Outgoing{Data: data, Format: event.JSON}
 	}
 	p := NewPublisher(c, PublisherConfig{Stream: stream})
 	for left := b.N; left > 0; left -= len(msgs) {
@@ -78,7 +78,7 @@ func BenchmarkPipeline(b *testing.B) {
 	events := synth.New(synth.Config{Hours: 48}).Events(b.N)
 	out := make([]Outgoing, len(events))
 	for i := range events {
-		if out[i].Data, err = codec.Encode(codec.JSON, &events[i]); err != nil {
+		if out[i].Data, err = event.Encode(event.JSON, &events[i]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/index"
@@ -28,10 +28,10 @@ func Example() {
 	}
 
 	// A writer publishes encoded events.
-	var e codec.Event // a valid event
-	data, _ := codec.Encode(codec.JSON, &e)
+	var e event.Event // a valid event
+	data, _ := event.Encode(event.JSON, &e)
 	p := redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: "idx:events", MaxLen: 10_000_000})
-	if _, err := p.Publish(ctx, []redisstream.Outgoing{{Data: data, Format: codec.JSON}}); err != nil {
+	if _, err := p.Publish(ctx, []redisstream.Outgoing{{Data: data, Format: event.JSON}}); err != nil {
 		log.Fatal(err)
 	}
 

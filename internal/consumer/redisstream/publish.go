@@ -6,7 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // PublisherConfig configures a Publisher. Zero fields mean the defaults.
@@ -28,7 +28,7 @@ type Outgoing struct {
 	// Data is the encoded event (field data).
 	Data []byte
 	// Format is its encoding (field ct: "json" or "msgpack").
-	Format codec.Format
+	Format event.Format
 }
 
 // Publisher appends encoded events to a stream. It is safe for concurrent

@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 func TestPublisher(t *testing.T) {
@@ -17,7 +17,7 @@ func TestPublisher(t *testing.T) {
 	p := NewPublisher(g.c, PublisherConfig{Stream: g.stream, MaxLen: 100, Pipeline: 37})
 	msgs := make([]Outgoing, 1000)
 	for i := range msgs {
-		msgs[i] = Outgoing{Data: []byte(strconv.Itoa(i)), Format: codec.Format(i % 2)}
+		msgs[i] = Outgoing{Data: []byte(strconv.Itoa(i)), Format: event.Format(i % 2)}
 	}
 	ids, err := p.Publish(ctx, msgs)
 	if err != nil || len(ids) != len(msgs) {

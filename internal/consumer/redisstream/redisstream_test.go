@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/consumertest"
 	"github.com/streamindex/indexer/internal/lua"
@@ -99,7 +99,7 @@ func (g *group) publish(t *testing.T, msgs ...consumertest.Raw) []string {
 	var ids []string
 	p := NewPublisher(g.c, PublisherConfig{Stream: g.stream})
 	for _, m := range msgs {
-		f, err := codec.ParseFormat(m.ContentType)
+		f, err := event.ParseFormat(m.ContentType)
 		var id string
 		if err == nil {
 			var got []string

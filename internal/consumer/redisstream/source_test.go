@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/consumertest"
 	"github.com/streamindex/indexer/internal/testserver"
@@ -350,7 +350,7 @@ func TestNoDataField(t *testing.T) {
 	if m.ID != id || m.Data != nil || m.Lost || m.ContentType != "json" {
 		t.Fatalf("got %+v", m)
 	}
-	_, derr := codec.Decode(codec.JSON, m.Data)
+	_, derr := event.Decode(event.JSON, m.Data)
 	if derr == nil {
 		t.Fatal("the codec accepted no data")
 	}

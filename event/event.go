@@ -1,4 +1,4 @@
-// Package codec defines indexer's event contract (schema v1, see
+// Package event defines indexer's event contract (schema v1, see
 // schemas/event.v1.schema.json): the event types, their JSON and msgpack
 // encodings, and the strict validation every message passes before it may
 // reach the index. It does no I/O.
@@ -7,7 +7,7 @@
 // are not exact integers where integers are required, and every rule of
 // DESIGN.md §2 produce a *ValidationError naming the field and the reason.
 // A decoded Event is always valid; Encode refuses to write an invalid one.
-package codec
+package event
 
 import (
 	"strconv"

@@ -1,22 +1,22 @@
-package codec_test
+package event_test
 
 import (
 	"testing"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // benchEvent is a typical file.created event as a GigAPI writer sends it;
 // withStats adds a 5-column min and max.
-func benchEvent(b *testing.B, withStats bool) *codec.Event {
+func benchEvent(b *testing.B, withStats bool) *event.Event {
 	b.Helper()
-	e := &codec.Event{
+	e := &event.Event{
 		ID:       "01HMB4X1J7Q2ZK3V9W8T6R5S4P",
-		Type:     codec.FileCreated,
+		Type:     event.FileCreated,
 		Time:     1705327200123456789,
 		Database: "metrics",
 		Table:    "cpu_usage",
-		File: codec.File{
+		File: event.File{
 			Layer:     "hot",
 			Path:      "date=2024-01-15/hour=14/0a1b2c3d-4e5f-6789-abcd-ef0123456789.1.parquet",
 			SizeBytes: 1_048_576,
@@ -28,14 +28,14 @@ func benchEvent(b *testing.B, withStats bool) *codec.Event {
 	}
 	if withStats {
 		var err error
-		e.File.Min, err = codec.StatsFromMap(map[string]any{
+		e.File.Min, err = event.StatsFromMap(map[string]any{
 			"__timestamp": int64(1705327200000000000), "host": "web-01",
 			"region": "eu-west-1", "usage": 0.25, "cores": 4,
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
-		e.File.Max, err = codec.StatsFromMap(map[string]any{
+		e.File.Max, err = event.StatsFromMap(map[string]any{
 			"__timestamp": int64(1705330799999999999), "host": "web-99",
 			"region": "us-east-2", "usage": 99.75, "cores": 64,
 		})
@@ -51,17 +51,17 @@ var benchCases = []struct {
 	withStats bool
 }{{"plain", false}, {"stats5", true}}
 
-func benchmarkDecode(b *testing.B, f codec.Format) {
+func benchmarkDecode(b *testing.B, f event.Format) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
-			data, err := codec.Encode(f, benchEvent(b, bc.withStats))
+			data, err := event.Encode(f, benchEvent(b, bc.withStats))
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				if _, err := codec.Decode(f, data); err != nil {
+				if _, err := event.Decode(f, data); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -69,13 +69,13 @@ func benchmarkDecode(b *testing.B, f codec.Format) {
 	}
 }
 
-func benchmarkEncode(b *testing.B, f codec.Format) {
+func benchmarkEncode(b *testing.B, f event.Format) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			e := benchEvent(b, bc.withStats)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := codec.Encode(f, e); err != nil {
+				if _, err := event.Encode(f, e); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -83,7 +83,7 @@ func benchmarkEncode(b *testing.B, f codec.Format) {
 	}
 }
 
-func BenchmarkDecodeJSON(b *testing.B)    { benchmarkDecode(b, codec.JSON) }
-func BenchmarkDecodeMsgpack(b *testing.B) { benchmarkDecode(b, codec.MsgPack) }
-func BenchmarkEncodeJSON(b *testing.B)    { benchmarkEncode(b, codec.JSON) }
-func BenchmarkEncodeMsgpack(b *testing.B) { benchmarkEncode(b, codec.MsgPack) }
+func BenchmarkDecodeJSON(b *testing.B)    { benchmarkDecode(b, event.JSON) }
+func BenchmarkDecodeMsgpack(b *testing.B) { benchmarkDecode(b, event.MsgPack) }
+func BenchmarkEncodeJSON(b *testing.B)    { benchmarkEncode(b, event.JSON) }
+func BenchmarkEncodeMsgpack(b *testing.B) { benchmarkEncode(b, event.MsgPack) }

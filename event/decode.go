@@ -1,4 +1,4 @@
-package codec
+package event
 
 import (
 	"errors"
@@ -73,13 +73,13 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 		d.maxBytes = DefaultMaxMessageBytes
 	}
 	if d.maxBytes < 0 {
-		return nil, errors.New("codec: MaxMessageBytes must not be negative")
+		return nil, errors.New("event: MaxMessageBytes must not be negative")
 	}
 	if cfg.Layers != nil {
 		d.layers = make(map[string]bool, len(cfg.Layers))
 		for _, l := range cfg.Layers {
 			if !validName(l) {
-				return nil, fmt.Errorf("codec: layer %q: %s", l, nameRule)
+				return nil, fmt.Errorf("event: layer %q: %s", l, nameRule)
 			}
 			d.layers[l] = true
 		}

@@ -1,4 +1,4 @@
-package codec_test
+package event_test
 
 import (
 	"bytes"
@@ -18,15 +18,15 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // schemas/ is the source of truth (STYLE.md 15): every golden example is
 // checked against the JSON Schema and through both codecs, and the schema
 // and the Go rules must agree on each of them.
 const (
-	schemaFile  = "../../schemas/event.v1.schema.json"
-	examplesDir = "../../schemas/examples"
+	schemaFile  = "../schemas/event.v1.schema.json"
+	examplesDir = "../schemas/examples"
 )
 
 // expectedError is the content of an "<name>.error.json" file.
@@ -123,13 +123,13 @@ func schemaErr(t *testing.T, sch *jsonschema.Schema, data []byte) error {
 	return sch.Validate(inst)
 }
 
-// checkRejected asserts that err is a *codec.ValidationError on want.Field
+// checkRejected asserts that err is a *event.ValidationError on want.Field
 // whose reason contains want.ReasonContains (when checkReason).
 func checkRejected(t *testing.T, leg string, err error, want *expectedError, checkReason bool) {
 	t.Helper()
-	var ve *codec.ValidationError
+	var ve *event.ValidationError
 	if !errors.As(err, &ve) {
-		t.Errorf("%s: got %v, want a *codec.ValidationError on %q", leg, err, want.Field)
+		t.Errorf("%s: got %v, want a *event.ValidationError on %q", leg, err, want.Field)
 		return
 	}
 	if ve.Field != want.Field {
@@ -141,15 +141,15 @@ func checkRejected(t *testing.T, leg string, err error, want *expectedError, che
 }
 
 // checkRoundTrip encodes e in both formats and decodes it back.
-func checkRoundTrip(t *testing.T, e codec.Event) {
+func checkRoundTrip(t *testing.T, e event.Event) {
 	t.Helper()
-	for _, f := range []codec.Format{codec.JSON, codec.MsgPack} {
-		data, err := codec.Encode(f, &e)
+	for _, f := range []event.Format{event.JSON, event.MsgPack} {
+		data, err := event.Encode(f, &e)
 		if err != nil {
 			t.Errorf("Encode(%v): %v", f, err)
 			continue
 		}
-		got, err := codec.Decode(f, data)
+		got, err := event.Decode(f, data)
 		if err != nil {
 			t.Errorf("Decode(%v, Encode(%v)): %v", f, f, err)
 			continue
@@ -171,7 +171,7 @@ func TestSchemaValidExamples(t *testing.T) {
 			if err := schemaErr(t, sch, ex.data); err != nil {
 				t.Errorf("schema rejects a valid example: %v", err)
 			}
-			e, err := codec.Decode(codec.JSON, ex.data)
+			e, err := event.Decode(event.JSON, ex.data)
 			if err != nil {
 				t.Fatalf("Decode(JSON): %v", err)
 			}
@@ -182,7 +182,7 @@ func TestSchemaValidExamples(t *testing.T) {
 			if err != nil {
 				t.Fatalf("valid examples must be representable in msgpack: %v", err)
 			}
-			got, err := codec.Decode(codec.MsgPack, mp)
+			got, err := event.Decode(event.MsgPack, mp)
 			if err != nil {
 				t.Fatalf("Decode(msgpack of the example): %v", err)
 			}
@@ -238,14 +238,14 @@ func TestSchemaGoOnlyExamples(t *testing.T) {
 // document in msgpack on the same field, where msgpack can carry it.
 func checkInvalid(t *testing.T, data []byte, want *expectedError) {
 	t.Helper()
-	_, err := codec.Decode(codec.JSON, data)
+	_, err := event.Decode(event.JSON, data)
 	checkRejected(t, "json", err, want, true)
 	mp, cerr := jsonToMsgpack(data)
 	if cerr != nil {
 		t.Logf("no msgpack leg: %v", cerr)
 		return
 	}
-	_, err = codec.Decode(codec.MsgPack, mp)
+	_, err = event.Decode(event.MsgPack, mp)
 	checkRejected(t, "msgpack", err, want, false)
 }
 
@@ -300,7 +300,7 @@ func replacedWith(tb testing.TB, nAdd, nRemove int) []byte {
 		fmt.Fprintf(&b, `{"layer":"h","path":"date=2024-01-01/hour=00/r%d.1.parquet"}`, i)
 	}
 	b.WriteString(`]}`)
-	if b.Len() > codec.DefaultMaxMessageBytes {
+	if b.Len() > event.DefaultMaxMessageBytes {
 		tb.Fatalf("generated event is %d bytes, over the message limit", b.Len())
 	}
 	return []byte(b.String())
@@ -314,17 +314,17 @@ func oversizedEvent(tb testing.TB) []byte {
 	for i := range 100 {
 		m[fmt.Sprintf("c%03d", i)] = strings.Repeat("x", 1000)
 	}
-	st, err := codec.StatsFromMap(m)
+	st, err := event.StatsFromMap(m)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	e := validEvent()
 	e.File.Min = st
-	data, err := codec.AppendJSON(nil, &e)
+	data, err := event.AppendJSON(nil, &e)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if len(data) <= codec.DefaultMaxMessageBytes {
+	if len(data) <= event.DefaultMaxMessageBytes {
 		tb.Fatalf("oversized event is only %d bytes", len(data))
 	}
 	return data
@@ -515,7 +515,7 @@ func TestSchemaAgreesWithGo(t *testing.T) {
 		if v.name == "chunk_time" || v.name == "time" {
 			doc = created(v.name, v.raw, "min_time", "0", "max_time", "0")
 		}
-		_, goErr := codec.Decode(codec.JSON, []byte(doc))
+		_, goErr := event.Decode(event.JSON, []byte(doc))
 		schErr := schemaErr(t, sch, []byte(doc))
 		if (goErr == nil) != (schErr == nil) {
 			t.Errorf("%s = %s: Go says %v; schema says %v", v.name, v.raw, goErr, schErr)
@@ -539,7 +539,7 @@ func TestSchemaAgreesWithGo(t *testing.T) {
 func TestSchemaStricterThanGo(t *testing.T) {
 	sch := compileSchema(t)
 	doc := []byte(created("max", `{"x":1.7976931348623158e308}`))
-	e, err := codec.Decode(codec.JSON, doc)
+	e, err := event.Decode(event.JSON, doc)
 	if err != nil {
 		t.Fatalf("Go rejects it: %v", err)
 	}

@@ -1,4 +1,4 @@
-package codec_test
+package event_test
 
 import (
 	"bytes"
@@ -14,15 +14,15 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // validEvent returns a valid file.created event.
-func validEvent() codec.Event {
-	return codec.Event{
-		ID: "01HMB4X1J7Q2ZK3V9W8T6R5S4P", Type: codec.FileCreated, Time: 1705327260000000000,
+func validEvent() event.Event {
+	return event.Event{
+		ID: "01HMB4X1J7Q2ZK3V9W8T6R5S4P", Type: event.FileCreated, Time: 1705327260000000000,
 		Database: "metrics", Table: "cpu_usage",
-		File: codec.File{
+		File: event.File{
 			Layer: "hot", Path: "date=2024-01-15/hour=14/0a1b2c3d.1.parquet",
 			SizeBytes: 1048576, RowCount: 25000, ChunkTime: 1705327200000000000,
 			MinTime: 1705327200000000000, MaxTime: 1705330799999999999,
@@ -410,15 +410,15 @@ func allDecodeCases() []decodeCase {
 }
 
 // bigDecoder lifts the size limit so that the 1000-file cases fit.
-var bigDecoder = func() *codec.Decoder {
-	d, err := codec.NewDecoder(codec.Config{MaxMessageBytes: 1 << 20})
+var bigDecoder = func() *event.Decoder {
+	d, err := event.NewDecoder(event.Config{MaxMessageBytes: 1 << 20})
 	if err != nil {
 		panic(err)
 	}
 	return d
 }()
 
-func checkCase(t *testing.T, f codec.Format, data []byte, c decodeCase, checkReason bool) {
+func checkCase(t *testing.T, f event.Format, data []byte, c decodeCase, checkReason bool) {
 	t.Helper()
 	e, err := bigDecoder.Decode(f, data)
 	if c.ok {
@@ -431,7 +431,7 @@ func checkCase(t *testing.T, f codec.Format, data []byte, c decodeCase, checkRea
 	if err == nil {
 		t.Fatalf("%v: accepted, want an error on %q", f, c.field)
 	}
-	if !reflect.DeepEqual(e, codec.Event{}) {
+	if !reflect.DeepEqual(e, event.Event{}) {
 		t.Errorf("%v: a failed Decode returned a non-zero Event %+v", f, e)
 	}
 	checkRejected(t, f.String(), err, &expectedError{Field: c.field, ReasonContains: c.reason}, checkReason)
@@ -446,12 +446,12 @@ func checkCase(t *testing.T, f codec.Format, data []byte, c decodeCase, checkRea
 func TestDecode(t *testing.T) {
 	for _, c := range allDecodeCases() {
 		t.Run(c.name, func(t *testing.T) {
-			checkCase(t, codec.JSON, []byte(c.data), c, true)
+			checkCase(t, event.JSON, []byte(c.data), c, true)
 			mp, err := jsonToMsgpack([]byte(c.data))
 			if err != nil {
 				return // not a JSON document (syntax cases) or no msgpack form
 			}
-			checkCase(t, codec.MsgPack, mp, c, false)
+			checkCase(t, event.MsgPack, mp, c, false)
 		})
 	}
 }
@@ -604,7 +604,7 @@ func TestDecodeMsgpack(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e, err := bigDecoder.Decode(codec.MsgPack, c.data)
+			e, err := bigDecoder.Decode(event.MsgPack, c.data)
 			if c.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -621,18 +621,18 @@ func TestDecodeMsgpack(t *testing.T) {
 // must fail cleanly (a ValidationError, no panic).
 func TestDecodeTruncated(t *testing.T) {
 	for _, ex := range loadExamples(t, "valid") {
-		e, err := codec.Decode(codec.JSON, ex.data)
+		e, err := event.Decode(event.JSON, ex.data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range []codec.Format{codec.JSON, codec.MsgPack} {
-			data, err := codec.Encode(f, &e)
+		for _, f := range []event.Format{event.JSON, event.MsgPack} {
+			data, err := event.Encode(f, &e)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for n := range len(data) {
-				_, err := codec.Decode(f, data[:n])
-				var ve *codec.ValidationError
+				_, err := event.Decode(f, data[:n])
+				var ve *event.ValidationError
 				if !errors.As(err, &ve) {
 					t.Fatalf("%s %v: prefix of %d bytes: got %v, want a ValidationError", ex.name, f, n, err)
 				}
@@ -642,7 +642,7 @@ func TestDecodeTruncated(t *testing.T) {
 }
 
 func TestDecoderLimits(t *testing.T) {
-	d, err := codec.NewDecoder(codec.Config{Layers: []string{"hot"}})
+	d, err := event.NewDecoder(event.Config{Layers: []string{"hot"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,9 +653,9 @@ func TestDecoderLimits(t *testing.T) {
 		reject("cold in remove", replaced("remove", "["+object(baseRemoved, "layer", `"cold"`)+"]"), "remove[0].layer", "is not configured"),
 		reject("cold deleted", deleted("layer", `"cold"`), "layer", "is not configured"),
 	} {
-		for _, f := range []codec.Format{codec.JSON, codec.MsgPack} {
+		for _, f := range []event.Format{event.JSON, event.MsgPack} {
 			data := []byte(c.data)
-			if f == codec.MsgPack {
+			if f == event.MsgPack {
 				if data, err = jsonToMsgpack(data); err != nil {
 					t.Fatal(err)
 				}
@@ -672,27 +672,27 @@ func TestDecoderLimits(t *testing.T) {
 	}
 
 	// The size limit counts the encoded bytes, before anything is parsed.
-	small, err := codec.NewDecoder(codec.Config{MaxMessageBytes: 100})
+	small, err := event.NewDecoder(event.Config{MaxMessageBytes: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = small.Decode(codec.JSON, []byte(created()))
+	_, err = small.Decode(event.JSON, []byte(created()))
 	checkRejected(t, "100 bytes", err, &expectedError{Field: "", ReasonContains: "more than the limit of 100"}, true)
-	_, err = small.Decode(codec.JSON, bytes.Repeat([]byte{'{'}, 101))
+	_, err = small.Decode(event.JSON, bytes.Repeat([]byte{'{'}, 101))
 	checkRejected(t, "101 bytes of garbage", err, &expectedError{Field: "", ReasonContains: "is 101 bytes, more than the limit of 100"}, true)
-	_, err = codec.Decode(codec.JSON, oversizedEvent(t))
+	_, err = event.Decode(event.JSON, oversizedEvent(t))
 	checkRejected(t, "default limit", err, &expectedError{Field: "", ReasonContains: "more than the limit of 65536"}, true)
 
-	for _, cfg := range []codec.Config{
+	for _, cfg := range []event.Config{
 		{MaxMessageBytes: -1},
 		{Layers: []string{"hot", "a:b"}},
 		{Layers: []string{""}},
 	} {
-		if _, err := codec.NewDecoder(cfg); err == nil {
+		if _, err := event.NewDecoder(cfg); err == nil {
 			t.Errorf("NewDecoder(%+v) accepted an invalid config", cfg)
 		}
 	}
-	if _, err := codec.Decode(codec.Format(7), []byte(created())); err == nil {
+	if _, err := event.Decode(event.Format(7), []byte(created())); err == nil {
 		t.Error("Decode accepted an unknown format")
 	}
 }
@@ -701,15 +701,15 @@ func TestDecoderLimits(t *testing.T) {
 // with -race): pooled state must not leak between calls.
 func TestDecoderConcurrent(t *testing.T) {
 	examples := loadExamples(t, "valid")
-	want := make([]codec.Event, len(examples))
+	want := make([]event.Event, len(examples))
 	msgs := make([][2][]byte, len(examples))
 	for i, ex := range examples {
 		var err error
-		if want[i], err = codec.Decode(codec.JSON, ex.data); err != nil {
+		if want[i], err = event.Decode(event.JSON, ex.data); err != nil {
 			t.Fatal(err)
 		}
 		msgs[i][0] = ex.data
-		if msgs[i][1], err = codec.Encode(codec.MsgPack, &want[i]); err != nil {
+		if msgs[i][1], err = event.Encode(event.MsgPack, &want[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -718,8 +718,8 @@ func TestDecoderConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for n := range 200 {
 				i := (g + n) % len(examples)
-				f := codec.Format(n % 2)
-				got, err := codec.Decode(f, msgs[i][f])
+				f := event.Format(n % 2)
+				got, err := event.Decode(f, msgs[i][f])
 				if err != nil || !reflect.DeepEqual(got, want[i]) {
 					t.Errorf("%s %v: got %+v, %v", examples[i].name, f, got, err)
 					return
@@ -730,9 +730,9 @@ func TestDecoderConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-func mustDecode(t *testing.T, f codec.Format, data []byte) codec.Event {
+func mustDecode(t *testing.T, f event.Format, data []byte) event.Event {
 	t.Helper()
-	e, err := codec.Decode(f, data)
+	e, err := event.Decode(f, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -745,7 +745,7 @@ func TestStatsCanonical(t *testing.T) {
 		`"g":18446744073709551615,"h":1e21,"i":0.1,"j":true,"k":null,"l":"\u2028<&>\"\\\/","m":-1.25E-7,"n":5e-324}`)
 	const want = `{"a":1.5,"b":1000,"c":0,"d":"é","e":1705327200123456789,"f":-9223372036854775808,` +
 		`"g":18446744073709551615,"h":1e+21,"i":0.1,"j":true,"k":null,"l":"` + "\u2028" + `<&>\"\\/","m":-1.25e-7,"n":5e-324}`
-	e := mustDecode(t, codec.JSON, []byte(in))
+	e := mustDecode(t, event.JSON, []byte(in))
 	if got := e.File.Min.String(); got != want {
 		t.Errorf("JSON:\n got %s\nwant %s", got, want)
 	}
@@ -761,24 +761,24 @@ func TestStatsCanonical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mustDecode(t, codec.MsgPack, mp).File.Min.String(); got != want {
+	if got := mustDecode(t, event.MsgPack, mp).File.Min.String(); got != want {
 		t.Errorf("msgpack:\n got %s\nwant %s", got, want)
 	}
-	enc, err := codec.Encode(codec.MsgPack, &e)
+	enc, err := event.Encode(event.MsgPack, &e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mustDecode(t, codec.MsgPack, enc).File.Min.String(); got != want {
+	if got := mustDecode(t, event.MsgPack, enc).File.Min.String(); got != want {
 		t.Errorf("msgpack re-encoded:\n got %s\nwant %s", got, want)
 	}
 
 	// An int64 stays exact in both formats, as msgpack int and as JSON.
 	const exact = 1705327200123456789
-	mpe := mustDecode(t, codec.MsgPack, mpEvent(t, "min", mpMap{{"ts", int64(exact)}}, "max", mpMap{{"ts", uint64(exact)}}))
+	mpe := mustDecode(t, event.MsgPack, mpEvent(t, "min", mpMap{{"ts", int64(exact)}}, "max", mpMap{{"ts", uint64(exact)}}))
 	if mpe.File.Min.String() != `{"ts":1705327200123456789}` || mpe.File.Max.String() != `{"ts":1705327200123456789}` {
 		t.Errorf("msgpack int64: %s %s", mpe.File.Min, mpe.File.Max)
 	}
-	js, err := codec.Encode(codec.JSON, &mpe)
+	js, err := event.Encode(event.JSON, &mpe)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -788,7 +788,7 @@ func TestStatsCanonical(t *testing.T) {
 }
 
 func TestStatsFromMap(t *testing.T) {
-	s, err := codec.StatsFromMap(map[string]any{
+	s, err := event.StatsFromMap(map[string]any{
 		"z": nil, "b": true, "s": "é", "i": -3, "i8": int8(-8), "i16": int16(16), "i32": int32(32),
 		"i64": int64(1705327200123456789), "u": uint(1), "u8": uint8(8), "u16": uint16(16), "u32": uint32(32),
 		"u64": uint64(math.MaxUint64), "f32": float32(0.1), "f64": 1.5, "whole": 3.0,
@@ -802,15 +802,15 @@ func TestStatsFromMap(t *testing.T) {
 		t.Errorf("got %s (%d columns)\nwant %s", s, s.Len(), want)
 	}
 	// It is the same Stats as decoding gives.
-	e := mustDecode(t, codec.JSON, []byte(created("min", want)))
+	e := mustDecode(t, event.JSON, []byte(created("min", want)))
 	if !reflect.DeepEqual(e.File.Min, s) {
 		t.Errorf("decoded %#v, built %#v", e.File.Min, s)
 	}
 
-	if s, err := codec.StatsFromMap(nil); err != nil || !s.IsZero() {
+	if s, err := event.StatsFromMap(nil); err != nil || !s.IsZero() {
 		t.Errorf("nil map: %v, %v", s, err)
 	}
-	if s, err := codec.StatsFromMap(map[string]any{}); err != nil || s.IsZero() || s.String() != "{}" {
+	if s, err := event.StatsFromMap(map[string]any{}); err != nil || s.IsZero() || s.String() != "{}" {
 		t.Errorf("empty map: %v, %v", s, err)
 	}
 	many := make(map[string]any)
@@ -828,7 +828,7 @@ func TestStatsFromMap(t *testing.T) {
 		"long string": {"a": strings.Repeat("x", 1025)},
 		"257 columns": many,
 	} {
-		if _, err := codec.StatsFromMap(m); err == nil {
+		if _, err := event.StatsFromMap(m); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -850,46 +850,46 @@ func TestPathHelpers(t *testing.T) {
 		"date=2024-01-15/hour=14/a.1.parquetx": 0,
 		"date=2024-01-15/hour=14/a..parquet":   0,
 	} {
-		if got := codec.PathIteration(path); got != want {
+		if got := event.PathIteration(path); got != want {
 			t.Errorf("PathIteration(%q) = %d, want %d", path, got, want)
 		}
 	}
-	f := codec.File{Path: "date=2024-02-29/hour=23/merged-7f.42.parquet"}
+	f := event.File{Path: "date=2024-02-29/hour=23/merged-7f.42.parquet"}
 	if f.Date() != "date=2024-02-29" || f.Dir() != "date=2024-02-29/hour=23" || f.Iteration() != 42 {
 		t.Errorf("Date %q, Dir %q, Iteration %d", f.Date(), f.Dir(), f.Iteration())
 	}
 }
 
 func TestParseFormat(t *testing.T) {
-	for in, want := range map[string]codec.Format{
-		"": codec.JSON, "json": codec.JSON, "JSON": codec.JSON, "application/json": codec.JSON,
-		"application/json; charset=utf-8": codec.JSON, " msgpack ": codec.MsgPack,
-		"application/msgpack": codec.MsgPack, "application/x-msgpack": codec.MsgPack,
-		"application/vnd.msgpack": codec.MsgPack, "Application/MsgPack;v=1": codec.MsgPack,
+	for in, want := range map[string]event.Format{
+		"": event.JSON, "json": event.JSON, "JSON": event.JSON, "application/json": event.JSON,
+		"application/json; charset=utf-8": event.JSON, " msgpack ": event.MsgPack,
+		"application/msgpack": event.MsgPack, "application/x-msgpack": event.MsgPack,
+		"application/vnd.msgpack": event.MsgPack, "Application/MsgPack;v=1": event.MsgPack,
 	} {
-		got, err := codec.ParseFormat(in)
+		got, err := event.ParseFormat(in)
 		if err != nil || got != want {
 			t.Errorf("ParseFormat(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"xml", "application/xml", "text/plain", "jsonx"} {
-		_, err := codec.ParseFormat(in)
-		var ve *codec.ValidationError
+		_, err := event.ParseFormat(in)
+		var ve *event.ValidationError
 		if !errors.As(err, &ve) {
 			t.Errorf("ParseFormat(%q): got %v, want a ValidationError", in, err)
 		}
 	}
-	for f, want := range map[codec.Format][2]string{
-		codec.JSON:    {"json", "application/json"},
-		codec.MsgPack: {"msgpack", "application/msgpack"},
+	for f, want := range map[event.Format][2]string{
+		event.JSON:    {"json", "application/json"},
+		event.MsgPack: {"msgpack", "application/msgpack"},
 	} {
 		if f.String() != want[0] || f.ContentType() != want[1] {
 			t.Errorf("%d: %s %s", f, f, f.ContentType())
 		}
-		if back, err := codec.ParseFormat(f.String()); err != nil || back != f {
+		if back, err := event.ParseFormat(f.String()); err != nil || back != f {
 			t.Errorf("ParseFormat(%v.String()) = %v, %v", f, back, err)
 		}
-		if back, err := codec.ParseFormat(f.ContentType()); err != nil || back != f {
+		if back, err := event.ParseFormat(f.ContentType()); err != nil || back != f {
 			t.Errorf("ParseFormat(%v.ContentType()) = %v, %v", f, back, err)
 		}
 	}
@@ -897,48 +897,48 @@ func TestParseFormat(t *testing.T) {
 
 func TestEncodeRefusesInvalid(t *testing.T) {
 	for name, c := range map[string]struct {
-		mod   func(e *codec.Event)
+		mod   func(e *event.Event)
 		field string
 	}{
-		"bad path":         {func(e *codec.Event) { e.File.Path = "x.parquet" }, "path"},
-		"no id":            {func(e *codec.Event) { e.ID = "" }, "id"},
-		"unknown type":     {func(e *codec.Event) { e.Type = "file.moved" }, "type"},
-		"negative time":    {func(e *codec.Event) { e.Time = -1 }, "time"},
-		"lua database":     {func(e *codec.Event) { e.Database = luaString }, "database"},
-		"size 2^53":        {func(e *codec.Event) { e.File.SizeBytes = 1 << 53 }, "size_bytes"},
-		"min after max":    {func(e *codec.Event) { e.File.MinTime = e.File.MaxTime + 1 }, "min_time"},
-		"replaced no file": {func(e *codec.Event) { e.Type = codec.FilesReplaced }, "add"},
-		"replaced bad add": {func(e *codec.Event) {
-			e.Type, e.Add = codec.FilesReplaced, []codec.File{e.File, e.File}
+		"bad path":         {func(e *event.Event) { e.File.Path = "x.parquet" }, "path"},
+		"no id":            {func(e *event.Event) { e.ID = "" }, "id"},
+		"unknown type":     {func(e *event.Event) { e.Type = "file.moved" }, "type"},
+		"negative time":    {func(e *event.Event) { e.Time = -1 }, "time"},
+		"lua database":     {func(e *event.Event) { e.Database = luaString }, "database"},
+		"size 2^53":        {func(e *event.Event) { e.File.SizeBytes = 1 << 53 }, "size_bytes"},
+		"min after max":    {func(e *event.Event) { e.File.MinTime = e.File.MaxTime + 1 }, "min_time"},
+		"replaced no file": {func(e *event.Event) { e.Type = event.FilesReplaced }, "add"},
+		"replaced bad add": {func(e *event.Event) {
+			e.Type, e.Add = event.FilesReplaced, []event.File{e.File, e.File}
 			e.Add[1].Layer = "a:b"
 		}, "add[1].layer"},
-		"replaced 1001 files": {func(e *codec.Event) {
-			e.Type, e.Remove = codec.FilesReplaced, make([]codec.File, 1001)
+		"replaced 1001 files": {func(e *event.Event) {
+			e.Type, e.Remove = event.FilesReplaced, make([]event.File, 1001)
 		}, "add"},
 	} {
 		e := validEvent()
 		c.mod(&e)
-		for _, f := range []codec.Format{codec.JSON, codec.MsgPack} {
-			data, err := codec.Encode(f, &e)
+		for _, f := range []event.Format{event.JSON, event.MsgPack} {
+			data, err := event.Encode(f, &e)
 			if data != nil {
 				t.Errorf("%s %v: Encode returned data with an error", name, f)
 			}
 			checkRejected(t, name+" "+f.String(), err, &expectedError{Field: c.field}, false)
 		}
-		checkRejected(t, name+" Validate", codec.Validate(&e, nil), &expectedError{Field: c.field}, false)
+		checkRejected(t, name+" Validate", event.Validate(&e, nil), &expectedError{Field: c.field}, false)
 	}
 	e := validEvent()
-	if err := codec.Validate(&e, map[string]bool{"cold": true}); err == nil {
+	if err := event.Validate(&e, map[string]bool{"cold": true}); err == nil {
 		t.Error("Validate ignored the layer set")
 	}
-	if err := codec.Validate(&e, map[string]bool{"hot": true}); err != nil {
+	if err := event.Validate(&e, map[string]bool{"hot": true}); err != nil {
 		t.Error(err)
 	}
 }
 
 func TestEncode(t *testing.T) {
 	e := validEvent()
-	js, err := codec.Encode(codec.JSON, &e)
+	js, err := event.Encode(event.JSON, &e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -949,27 +949,27 @@ func TestEncode(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", js, want)
 	}
 	// Append* append.
-	out, err := codec.AppendJSON([]byte("x"), &e)
+	out, err := event.AppendJSON([]byte("x"), &e)
 	if err != nil || string(out) != "x"+want {
 		t.Errorf("AppendJSON: %s, %v", out, err)
 	}
-	mp, err := codec.Encode(codec.MsgPack, &e)
+	mp, err := event.Encode(event.MsgPack, &e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err = codec.AppendMsgpack([]byte("x"), &e)
+	out, err = event.AppendMsgpack([]byte("x"), &e)
 	if err != nil || string(out) != "x"+string(mp) {
 		t.Errorf("AppendMsgpack: %x, %v", out, err)
 	}
 	// A deleted event writes only what is set; a replaced one both arrays.
-	d := codec.Event{ID: "d", Type: codec.FileDeleted, Time: 1, Database: "d", Table: "t",
-		File: codec.File{Layer: "hot", Path: "date=2024-01-15/hour=14/a.1.parquet", MinTime: 5}}
-	if js, err := codec.Encode(codec.JSON, &d); err != nil || string(js) !=
+	d := event.Event{ID: "d", Type: event.FileDeleted, Time: 1, Database: "d", Table: "t",
+		File: event.File{Layer: "hot", Path: "date=2024-01-15/hour=14/a.1.parquet", MinTime: 5}}
+	if js, err := event.Encode(event.JSON, &d); err != nil || string(js) !=
 		`{"v":1,"id":"d","type":"file.deleted","time":1,"database":"d","table":"t","layer":"hot","path":"date=2024-01-15/hour=14/a.1.parquet","min_time":5}` {
 		t.Errorf("deleted: %s, %v", js, err)
 	}
-	r := codec.Event{ID: "r", Type: codec.FilesReplaced, Time: 1, Database: "d", Table: "t", Remove: []codec.File{d.File}}
-	if js, err := codec.Encode(codec.JSON, &r); err != nil || string(js) !=
+	r := event.Event{ID: "r", Type: event.FilesReplaced, Time: 1, Database: "d", Table: "t", Remove: []event.File{d.File}}
+	if js, err := event.Encode(event.JSON, &r); err != nil || string(js) !=
 		`{"v":1,"id":"r","type":"files.replaced","time":1,"database":"d","table":"t","add":[],"remove":[{"layer":"hot","path":"date=2024-01-15/hour=14/a.1.parquet","min_time":5}]}` {
 		t.Errorf("replaced: %s, %v", js, err)
 	}
@@ -977,12 +977,12 @@ func TestEncode(t *testing.T) {
 
 func TestEventFiles(t *testing.T) {
 	e := validEvent()
-	r := codec.Event{Type: codec.FilesReplaced,
-		Add:    []codec.File{{Path: "a1"}, {Path: "a2"}},
-		Remove: []codec.File{{Path: "r1"}}}
-	d := codec.Event{Type: codec.FileDeleted, File: codec.File{Path: "d"}}
+	r := event.Event{Type: event.FilesReplaced,
+		Add:    []event.File{{Path: "a1"}, {Path: "a2"}},
+		Remove: []event.File{{Path: "r1"}}}
+	d := event.Event{Type: event.FileDeleted, File: event.File{Path: "d"}}
 	for _, c := range []struct {
-		e    *codec.Event
+		e    *event.Event
 		want string
 		n    int
 	}{
@@ -991,7 +991,7 @@ func TestEventFiles(t *testing.T) {
 		{&r, "-r1 +a1 +a2", 3},
 	} {
 		var got []string
-		c.e.Files(func(f *codec.File, deleted bool) {
+		c.e.Files(func(f *event.File, deleted bool) {
 			sign := "+"
 			if deleted {
 				sign = "-"
@@ -1005,10 +1005,10 @@ func TestEventFiles(t *testing.T) {
 }
 
 func TestValidationError(t *testing.T) {
-	if got := (&codec.ValidationError{Field: "path", Reason: "bad"}).Error(); got != "invalid event: path: bad" {
+	if got := (&event.ValidationError{Field: "path", Reason: "bad"}).Error(); got != "invalid event: path: bad" {
 		t.Error(got)
 	}
-	if got := (&codec.ValidationError{Reason: "bad"}).Error(); got != "invalid event: bad" {
+	if got := (&event.ValidationError{Reason: "bad"}).Error(); got != "invalid event: bad" {
 		t.Error(got)
 	}
 }

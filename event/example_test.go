@@ -1,10 +1,10 @@
-package codec_test
+package event_test
 
 import (
 	"errors"
 	"fmt"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 func ExampleDecode() {
@@ -15,20 +15,20 @@ func ExampleDecode() {
 		"min_time":1705327200000000000,"max_time":1705330799999999999,
 		"min":{"ts":1705327200123456789,"host":"web-01"}}`)
 
-	e, err := codec.Decode(codec.JSON, msg)
+	e, err := event.Decode(event.JSON, msg)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	e.Files(func(f *codec.File, deleted bool) {
+	e.Files(func(f *event.File, deleted bool) {
 		fmt.Println(e.Type, e.Database, e.Table, f.Dir(), f.Iteration(), deleted)
 		fmt.Println("min:", f.Min)
 	})
 
-	// Every failure is a *codec.ValidationError naming the field.
-	_, err = codec.Decode(codec.JSON, []byte(`{"v":1,"id":"x","type":"file.deleted","time":0,
+	// Every failure is a *event.ValidationError naming the field.
+	_, err = event.Decode(event.JSON, []byte(`{"v":1,"id":"x","type":"file.deleted","time":0,
 		"database":"metrics","table":"cpu:usage","layer":"hot","path":"date=2024-01-15/hour=14/a1b2.1.parquet"}`))
-	var ve *codec.ValidationError
+	var ve *event.ValidationError
 	if errors.As(err, &ve) {
 		fmt.Println("dead-letter:", ve.Field)
 	}
@@ -39,12 +39,12 @@ func ExampleDecode() {
 }
 
 func ExampleNewDecoder() {
-	dec, err := codec.NewDecoder(codec.Config{Layers: []string{"hot"}})
+	dec, err := event.NewDecoder(event.Config{Layers: []string{"hot"}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	_, err = dec.Decode(codec.JSON, []byte(`{"v":1,"id":"x","type":"file.deleted","time":0,
+	_, err = dec.Decode(event.JSON, []byte(`{"v":1,"id":"x","type":"file.deleted","time":0,
 		"database":"metrics","table":"cpu_usage","layer":"cold","path":"date=2024-01-15/hour=14/a1b2.1.parquet"}`))
 	fmt.Println(err)
 	// Output:

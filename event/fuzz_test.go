@@ -1,4 +1,4 @@
-package codec_test
+package event_test
 
 import (
 	"bytes"
@@ -8,14 +8,14 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/streamindex/indexer/internal/codec"
+	"github.com/streamindex/indexer/event"
 )
 
 // Fuzz targets (STYLE.md 14): no input may panic a decoder, and whatever
 // decodes must survive encoding: decode(encode(e)) == e in both formats,
 // and encoding is deterministic. Run with
 //
-//	go test -run='^$' -fuzz=FuzzDecodeJSON -fuzztime=60s ./internal/codec
+//	go test -run='^$' -fuzz=FuzzDecodeJSON -fuzztime=60s ./event
 //
 // New failing inputs land in testdata/fuzz/<target>/ and stay there as
 // regression seeds.
@@ -42,15 +42,15 @@ func FuzzDecodeJSON(f *testing.F) {
 	for _, data := range exampleFiles(f) {
 		f.Add(data)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) { checkDecodeProperty(t, codec.JSON, data) })
+	f.Fuzz(func(t *testing.T, data []byte) { checkDecodeProperty(t, event.JSON, data) })
 }
 
 func FuzzDecodeMsgpack(f *testing.F) {
 	for _, data := range exampleFiles(f) {
 		// The valid examples as the codec writes them, and every example
 		// that msgpack can carry as it is (invalid ones included).
-		if e, err := codec.Decode(codec.JSON, data); err == nil {
-			mp, err := codec.Encode(codec.MsgPack, &e)
+		if e, err := event.Decode(event.JSON, data); err == nil {
+			mp, err := event.Encode(event.MsgPack, &e)
 			if err != nil {
 				f.Fatal(err)
 			}
@@ -60,19 +60,19 @@ func FuzzDecodeMsgpack(f *testing.F) {
 			f.Add(mp)
 		}
 	}
-	f.Fuzz(func(t *testing.T, data []byte) { checkDecodeProperty(t, codec.MsgPack, data) })
+	f.Fuzz(func(t *testing.T, data []byte) { checkDecodeProperty(t, event.MsgPack, data) })
 }
 
-func checkDecodeProperty(t *testing.T, f codec.Format, data []byte) {
-	e, err := codec.Decode(f, data)
+func checkDecodeProperty(t *testing.T, f event.Format, data []byte) {
+	e, err := event.Decode(f, data)
 	if err != nil {
-		var ve *codec.ValidationError
+		var ve *event.ValidationError
 		if !errors.As(err, &ve) {
-			t.Fatalf("Decode failed with %T %v, want a *codec.ValidationError", err, err)
+			t.Fatalf("Decode failed with %T %v, want a *event.ValidationError", err, err)
 		}
 		return
 	}
-	first, err := codec.Encode(f, &e)
+	first, err := event.Encode(f, &e)
 	if err != nil {
 		t.Fatalf("Encode of a decoded event: %v", err)
 	}
@@ -85,7 +85,7 @@ func checkDecodeProperty(t *testing.T, f codec.Format, data []byte) {
 	if !reflect.DeepEqual(again, e) {
 		t.Fatalf("round trip changed the event:\n got %+v\nwant %+v", again, e)
 	}
-	second, err := codec.Encode(f, &again)
+	second, err := event.Encode(f, &again)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +93,11 @@ func checkDecodeProperty(t *testing.T, f codec.Format, data []byte) {
 		t.Fatalf("encoding is not deterministic:\n%q\n%q", first, second)
 	}
 	// The other format carries the same event.
-	other := codec.MsgPack
-	if f == codec.MsgPack {
-		other = codec.JSON
+	other := event.MsgPack
+	if f == event.MsgPack {
+		other = event.JSON
 	}
-	cross, err := codec.Encode(other, &e)
+	cross, err := event.Encode(other, &e)
 	if err != nil {
 		t.Fatal(err)
 	}
