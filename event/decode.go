@@ -58,17 +58,23 @@ type Config struct {
 	// another layer is invalid: GigAPI's readers fail a whole query on an
 	// unknown layer. Default: nil, any well-formed name.
 	Layers []string
+	// SingleDate refuses a files.replaced event whose files lie in more
+	// than one date (CheckSingleDate). The index's cluster layout needs
+	// it: one call, atomic on one hash slot, applies one table's date.
+	// Default false.
+	SingleDate bool
 }
 
 // Decoder decodes and validates messages. It is safe for concurrent use.
 type Decoder struct {
-	maxBytes int
-	layers   map[string]bool
+	maxBytes   int
+	layers     map[string]bool
+	singleDate bool
 }
 
 // NewDecoder returns a Decoder for cfg, or an error if cfg is invalid.
 func NewDecoder(cfg Config) (*Decoder, error) {
-	d := &Decoder{maxBytes: cfg.MaxMessageBytes}
+	d := &Decoder{maxBytes: cfg.MaxMessageBytes, singleDate: cfg.SingleDate}
 	if d.maxBytes == 0 {
 		d.maxBytes = DefaultMaxMessageBytes
 	}
@@ -120,6 +126,9 @@ func (d *Decoder) Decode(f Format, data []byte) (Event, error) {
 	}
 	if err == nil {
 		err = validateEvent(&e, d.layers)
+	}
+	if err == nil && d.singleDate {
+		err = checkSingleDate(&e)
 	}
 	if err != nil {
 		return Event{}, err

@@ -298,3 +298,34 @@ func parseDecimalTime(s []byte) (int64, bool) {
 	}
 	return int64(u), true
 }
+
+// CheckSingleDate returns a *ValidationError if e, a valid event, is a
+// files.replaced whose files lie in more than one date ("date=YYYY-MM-DD"),
+// and nil otherwise. On a Redis Cluster such an event cannot be applied
+// atomically (see Config.SingleDate); GigAPI's merges and moves never
+// leave their folder, so theirs never do.
+func CheckSingleDate(e *Event) error {
+	if err := checkSingleDate(e); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkSingleDate(e *Event) *ValidationError {
+	if e.Type != FilesReplaced {
+		return nil
+	}
+	var date string
+	var bad *ValidationError
+	e.Files(func(f *File, deleted bool) {
+		switch {
+		case bad != nil:
+		case date == "":
+			date = f.Date()
+		case f.Date() != date:
+			bad = invalid("", "files.replaced spans %s and %s: the cluster layout applies one date of a table atomically; "+
+				"send one files.replaced per date (GigAPI's merges and moves never leave their folder)", date, f.Date())
+		}
+	})
+	return bad
+}

@@ -129,7 +129,7 @@ func (e *env) liveFiles(ctx context.Context, table string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	counts, err := e.rc.HVals(ctx, layout.Folders(benchDatabase, table)).Result()
+	counts, err := e.rc.HVals(ctx, layout.Folders(layout.Part(benchDatabase, table, ""))).Result()
 	if err != nil {
 		return 0, fmt.Errorf("bench: count files: %w", err)
 	}

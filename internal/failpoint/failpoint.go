@@ -26,6 +26,9 @@ const (
 	MidDeadLetter = "mid-dead-letter"
 	// BeforeApply: about to apply the batch.
 	BeforeApply = "before-apply"
+	// BetweenParts: in the cluster layout, one Part's patch_index call of a
+	// batch succeeded and the next Part's has not started.
+	BetweenParts = "between-parts"
 	// GCLocked: tombstone collection took its lock and has not collected
 	// yet.
 	GCLocked = "gc-locked"

@@ -62,48 +62,63 @@ type recount struct {
 	stats   map[string]int64 // stats fields as patch_index names them
 }
 
+func newRecount() *recount {
+	return &recount{folders: make(map[string]int64), stats: map[string]int64{"files": 0, "bytes": 0, "rows": 0}}
+}
+
+// checkTable recounts a table Part by Part (one Part in the gigapi
+// layout): the files: hashes are found by SCAN (on every master of a
+// cluster), so a Part the registry misses is reported too.
 func (x *Index) checkTable(ctx context.Context, db, table string, rep *CheckReport) error {
-	rc := recount{folders: make(map[string]int64), stats: map[string]int64{"files": 0, "bytes": 0, "rows": 0}}
-	var keys []string
-	var cursor uint64
-	for {
-		page, next, err := x.c.Scan(ctx, cursor, x.layout.FilesPattern(db, table), scanCount).Result()
-		if err != nil {
-			return fmt.Errorf("index: check: %w", err)
-		}
-		keys = append(keys, page...)
-		if cursor = next; cursor == 0 {
-			break
-		}
+	l := x.layout
+	parts, err := x.parts(ctx, db, table)
+	if err != nil {
+		return err
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
-	prefix := x.layout.Files(db, table, "")
+	counts := make(map[Part]*recount, len(parts))
+	for _, p := range parts {
+		counts[p] = newRecount()
+	}
+	keys, err := x.scan(ctx, l.FilesPattern(db, table))
+	if err != nil {
+		return fmt.Errorf("index: check: %w", err)
+	}
 	for _, key := range keys {
-		date := key[len(prefix):]
-		if _, err := time.Parse("date=2006-01-02", date); err != nil {
+		date, ok := l.FilesDate(db, table, key)
+		if !ok {
 			rep.Drifts = append(rep.Drifts, Drift{Key: key, What: "not a files key of a date; GigAPI's readers ignore it"})
 			continue
 		}
-		if err := x.recountKey(ctx, db, table, key, date, &rc, rep); err != nil {
+		p := l.Part(db, table, date)
+		rc := counts[p]
+		if rc == nil {
+			rep.Drifts = append(rep.Drifts, Drift{Key: l.Dates(db, table), Field: date,
+				What: "missing: " + key + " holds files the registry does not list"})
+			rc = newRecount()
+			counts[p] = rc
+			parts = append(parts, p)
+		}
+		if err := x.recountKey(ctx, db, table, key, date, rc, rep); err != nil {
 			return err
 		}
 	}
+	for _, p := range parts {
+		rc := counts[p]
+		stored, err := x.c.HGetAll(ctx, l.Folders(p)).Result()
+		if err != nil {
+			return fmt.Errorf("index: check: %w", err)
+		}
+		compare(l.Folders(p), stored, rc.folders, nil, rep)
 
-	stored, err := x.c.HGetAll(ctx, x.layout.Folders(db, table)).Result()
-	if err != nil {
-		return fmt.Errorf("index: check: %w", err)
-	}
-	compare(x.layout.Folders(db, table), stored, rc.folders, nil, rep)
+		stored, err = x.c.HGetAll(ctx, l.Stats(p)).Result()
+		if err != nil {
+			return fmt.Errorf("index: check: %w", err)
+		}
+		compare(l.Stats(p), stored, rc.stats, map[string]bool{"last_event_ns": true}, rep)
 
-	stored, err = x.c.HGetAll(ctx, x.layout.Stats(db, table)).Result()
-	if err != nil {
-		return fmt.Errorf("index: check: %w", err)
-	}
-	compare(x.layout.Stats(db, table), stored, rc.stats, map[string]bool{"last_event_ns": true}, rep)
-
-	if err := x.checkTombstones(ctx, db, table, rep); err != nil {
-		return err
+		if err := x.checkTombstones(ctx, p, rep); err != nil {
+			return err
+		}
 	}
 	return x.checkQueues(ctx, db, table, rep)
 }
@@ -175,9 +190,11 @@ func compare(key string, stored map[string]string, want map[string]int64, skip m
 	}
 }
 
-// checkTombstones reports paths that are both tombstoned and live.
-func (x *Index) checkTombstones(ctx context.Context, db, table string, rep *CheckReport) error {
-	key := x.layout.Tombstones(db, table)
+// checkTombstones reports paths of a Part that are both tombstoned and
+// live.
+func (x *Index) checkTombstones(ctx context.Context, part Part, rep *CheckReport) error {
+	db, table := part.Database, part.Table
+	key := x.layout.Tombstones(part)
 	var cursor uint64
 	for {
 		kv, next, err := x.c.ZScan(ctx, key, cursor, "", scanCount).Result()
@@ -214,7 +231,7 @@ func (x *Index) checkTombstones(ctx context.Context, db, table string, rep *Chec
 const gcBatch = 1000
 
 // CollectTombstones removes every tombstone last touched before `before`,
-// in every registered table, and returns how many it removed. The caller
+// in every Part of every registered table, and returns how many it removed. The caller
 // chooses `before` so that no source can deliver a create of a collected
 // path again: older than the oldest entry the streams still hold and than
 // the configured minimum age.
@@ -225,15 +242,21 @@ func (x *Index) CollectTombstones(ctx context.Context, before time.Time) (int, e
 	}
 	total := 0
 	for _, t := range tables {
-		key := x.layout.Tombstones(t[0], t[1])
-		for {
-			n, err := lua.GCTombstones(ctx, x.c, key, before.UnixMilli(), gcBatch)
-			total += n
-			if err != nil {
-				return total, fmt.Errorf("index: %w", err)
-			}
-			if n < gcBatch {
-				break
+		parts, err := x.parts(ctx, t[0], t[1])
+		if err != nil {
+			return total, err
+		}
+		for _, p := range parts {
+			key := x.layout.Tombstones(p)
+			for {
+				n, err := lua.GCTombstones(ctx, x.c, key, before.UnixMilli(), gcBatch)
+				total += n
+				if err != nil {
+					return total, fmt.Errorf("index: %w", err)
+				}
+				if n < gcBatch {
+					break
+				}
 			}
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/streamindex/indexer/internal/failpoint"
 )
 
@@ -132,8 +134,8 @@ func (x *Index) GC(ctx context.Context, lock *Lock, cfg GCConfig) (rep GCReport,
 	return rep, err
 }
 
-// CountTombstones counts, in every registered table, the tombstones last
-// touched before `before`.
+// CountTombstones counts, in every Part of every registered table, the
+// tombstones last touched before `before`.
 func (x *Index) CountTombstones(ctx context.Context, before time.Time) (int, error) {
 	tables, err := x.Tables(ctx)
 	if err != nil {
@@ -141,9 +143,9 @@ func (x *Index) CountTombstones(ctx context.Context, before time.Time) (int, err
 	}
 	total := 0
 	for _, t := range tables {
-		n, err := x.c.ZCount(ctx, x.layout.Tombstones(t[0], t[1]), "-inf", fmt.Sprintf("(%d", before.UnixMilli())).Result()
+		n, err := x.countTombstones(ctx, t[0], t[1], fmt.Sprintf("(%d", before.UnixMilli()))
 		if err != nil {
-			return total, fmt.Errorf("index: count tombstones of %s.%s: %w", t[0], t[1], err)
+			return total, err
 		}
 		total += int(n)
 	}
@@ -152,9 +154,29 @@ func (x *Index) CountTombstones(ctx context.Context, before time.Time) (int, err
 
 // Tombstones counts a table's tombstones.
 func (x *Index) Tombstones(ctx context.Context, db, table string) (int64, error) {
-	n, err := x.c.ZCard(ctx, x.layout.Tombstones(db, table)).Result()
+	return x.countTombstones(ctx, db, table, "+inf")
+}
+
+// countTombstones counts a table's tombstones scored up to max (a ZCOUNT
+// bound), over its Parts.
+func (x *Index) countTombstones(ctx context.Context, db, table, max string) (int64, error) {
+	parts, err := x.parts(ctx, db, table)
+	if err != nil {
+		return 0, err
+	}
+	cmds := make([]*redis.IntCmd, len(parts))
+	_, err = x.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, p := range parts {
+			cmds[i] = pipe.ZCount(ctx, x.layout.Tombstones(p), "-inf", max)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("index: tombstones of %s.%s: %w", db, table, err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
 	}
 	return n, nil
 }

@@ -7,7 +7,9 @@
 // the index; Check recounts its counters from the entries; CollectTombstones
 // removes tombstones no source can still need.
 //
-// Key names come only from Layout.
+// Key names come only from Layout. In the cluster layout (see Layout) a
+// patch_index call touches one Part (a table's date): Apply splits a batch
+// into one call per Part, and readers merge the Parts of a table.
 package index
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/failpoint"
 	"github.com/streamindex/indexer/internal/lua"
 )
 
@@ -31,9 +34,13 @@ type Client interface {
 	redis.SortedSetCmdable
 	redis.ListCmdable
 	redis.GenericCmdable
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
-var _ Client = (*redis.Client)(nil)
+var (
+	_ Client = (*redis.Client)(nil)
+	_ Client = (*redis.ClusterClient)(nil)
+)
 
 // Config configures an Index. The zero value means the defaults.
 type Config struct {
@@ -132,7 +139,18 @@ func (r Result) Count(o Outcome) int {
 // events each. Every event is validated first; an invalid one fails the
 // whole Apply before anything is written. If a call fails, the calls before
 // it stay applied; applying the same events again is harmless, so the
-// caller retries the whole slice. Apply does not retain events.
+// caller retries the whole slice. On error the Result's Outcomes are
+// incomplete. Apply does not retain events.
+//
+// In the cluster layout every call holds the events of one Part (a table's
+// date, one hash slot), in their order; Apply first adds the Parts to the
+// registry (one idempotent command), then makes the calls Part by Part, so
+// a batch touching n Parts takes at least n calls, and a failure (or a
+// crash) between two of them leaves the earlier Parts applied: the caller
+// acknowledges only after Apply returned, and a batch delivered again is
+// applied again without effect. A files.replaced event whose files lie in
+// more than one date is invalid there (event.CheckSingleDate): no call can
+// apply it atomically.
 //
 // A files.replaced event with a plan gets a call of its own: its outputs,
 // its removals and the release of the plan's lease happen atomically. If
@@ -145,42 +163,132 @@ func (r Result) Count(o Outcome) int {
 // ignored and the event applies as it would without one.
 func (x *Index) Apply(ctx context.Context, events []event.Event) (Result, error) {
 	for i := range events {
-		if err := event.Validate(&events[i], nil); err != nil {
+		err := event.Validate(&events[i], nil)
+		if err == nil && x.layout.cluster {
+			err = event.CheckSingleDate(&events[i])
+		}
+		if err != nil {
 			return Result{}, fmt.Errorf("index: event %d (id %q): %w", i, events[i].ID, err)
 		}
 	}
 	res := Result{Outcomes: make([]Outcome, 0, len(events))}
+	if !x.layout.cluster {
+		return res, x.applyCalls(ctx, events, &res)
+	}
+	// Group the events by Part, in order of first appearance.
+	at := make(map[Part]int)
+	var parts []Part
+	var members [][]int
+	for i := range events {
+		p := x.partOf(&events[i])
+		k, ok := at[p]
+		if !ok {
+			k = len(parts)
+			at[p] = k
+			parts = append(parts, p)
+			members = append(members, nil)
+		}
+		members[k] = append(members[k], i)
+	}
+	if err := x.register(ctx, parts); err != nil {
+		return res, err
+	}
+	res.Outcomes = res.Outcomes[:len(events)]
+	sub := make([]event.Event, 0, len(events))
+	var r Result
+	for k := range parts {
+		if k > 0 {
+			failpoint.Inject(failpoint.BetweenParts)
+		}
+		sub = sub[:0]
+		for _, i := range members[k] {
+			sub = append(sub, events[i])
+		}
+		r.Outcomes = r.Outcomes[:0]
+		err := x.applyCalls(ctx, sub, &r)
+		res.Calls += r.Calls
+		r.Calls = 0
+		if err != nil {
+			return Result{Calls: res.Calls}, err
+		}
+		for j, i := range members[k] {
+			res.Outcomes[i] = r.Outcomes[j]
+		}
+	}
+	return res, nil
+}
+
+// partOf returns the Part of a valid event (in the cluster layout, one
+// whose files lie in one date).
+func (x *Index) partOf(e *event.Event) Part {
+	date := ""
+	e.Files(func(f *event.File, _ bool) {
+		if date == "" {
+			date = f.Date()
+		}
+	})
+	return x.layout.Part(e.Database, e.Table, date)
+}
+
+// register adds Parts to the registry (the cluster layout's Tables and
+// Dates sets), in one pipelined round trip. It runs before the Parts'
+// calls, so the registry lists every Part holding data.
+func (x *Index) register(ctx context.Context, parts []Part) error {
+	l := x.layout
+	_, err := x.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		tables := make(map[[2]string]bool)
+		for _, pt := range parts {
+			if t := [2]string{pt.Database, pt.Table}; !tables[t] {
+				tables[t] = true
+				p.SAdd(ctx, l.Tables(), l.Member(pt.Database, pt.Table))
+			}
+			p.SAdd(ctx, l.Dates(pt.Database, pt.Table), pt.Date)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index: register tables: %w", err)
+	}
+	return nil
+}
+
+// applyCalls applies events in calls of at most MaxEventsPerCall events,
+// appending their outcomes to res.
+func (x *Index) applyCalls(ctx context.Context, events []event.Event, res *Result) error {
 	var b batch
 	start := 0
 	for i := range events {
 		alone := events[i].Plan != nil && x.queue.enabled
 		if i > start && (alone || !b.fits(&events[i], i-start, x.maxEvents)) {
-			if err := x.call(ctx, &b, events[start:i], &res); err != nil {
-				return res, err
+			if err := x.call(ctx, &b, events[start:i], res); err != nil {
+				return err
 			}
 			start = i
 		}
 		x.add(&b, &events[i])
 		if alone {
-			if err := x.call(ctx, &b, events[i:i+1], &res); err != nil {
-				return res, err
+			if err := x.call(ctx, &b, events[i:i+1], res); err != nil {
+				return err
 			}
 			start = i + 1
 		}
 	}
 	if start < len(events) {
-		if err := x.call(ctx, &b, events[start:], &res); err != nil {
-			return res, err
+		if err := x.call(ctx, &b, events[start:], res); err != nil {
+			return err
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // call runs one patch_index call for the events gathered in b and folds
 // the per-op outcomes into per-event outcomes.
 func (x *Index) call(ctx context.Context, b *batch, events []event.Event, res *Result) error {
 	b.patch.NowMillis = x.now().UnixMilli()
-	b.patch.Registry = x.layout.Tables()
+	b.patch.Registry = ""
+	if !x.layout.cluster {
+		b.patch.Registry = x.layout.Tables()
+	}
 	b.patch.Queues = x.queue.enabled
 	b.patch.Plan = nil
 	if x.queue.enabled {
@@ -229,7 +337,7 @@ func eventOutcome(ops []Outcome) Outcome {
 // batch gathers the events of one call into a lua.Patch.
 type batch struct {
 	patch  lua.Patch
-	tables map[[2]string]int // (db, table) -> index in patch.Tables
+	tables map[Part]int      // -> index in patch.Tables
 	files  map[[3]string]int // (db, table, date) -> index in patch.Files
 	dirs   map[[3]string]int // (db, table, dir) -> index in patch.Dirs
 	size   int64             // sum of size_bytes of the call's files
@@ -260,7 +368,7 @@ func (b *batch) fits(e *event.Event, n, maxEvents int) bool {
 func (x *Index) add(b *batch, e *event.Event) {
 	l := x.layout
 	if b.tables == nil {
-		b.tables = make(map[[2]string]int)
+		b.tables = make(map[Part]int)
 		b.files = make(map[[3]string]int)
 		b.dirs = make(map[[3]string]int)
 		if x.queue.enabled {
@@ -269,17 +377,17 @@ func (x *Index) add(b *batch, e *event.Event) {
 			b.queue.drops = make(map[string]int)
 		}
 	}
-	tk := [2]string{e.Database, e.Table}
-	t, ok := b.tables[tk]
+	part := x.partOf(e)
+	t, ok := b.tables[part]
 	if !ok {
 		t = len(b.patch.Tables)
-		b.tables[tk] = t
+		b.tables[part] = t
 		b.patch.Tables = append(b.patch.Tables, lua.PatchTable{
-			Folders:    l.Folders(e.Database, e.Table),
-			Tombstones: l.Tombstones(e.Database, e.Table),
-			Stats:      l.Stats(e.Database, e.Table),
+			Folders:    l.Folders(part),
+			Tombstones: l.Tombstones(part),
+			Stats:      l.Stats(part),
 			Member:     l.Member(e.Database, e.Table),
-			Queue:      l.QueueKeys(e.Database, e.Table),
+			Queue:      l.QueueKeys(part),
 		})
 	}
 	pt := &b.patch.Tables[t]
@@ -311,7 +419,7 @@ func (x *Index) add(b *batch, e *event.Event) {
 			op.SizeBytes, op.RowCount = f.SizeBytes, f.RowCount
 		}
 		if x.queue.enabled {
-			op.Group = x.group(b, e, f, d, deleted)
+			op.Group = x.group(b, e, part, f, d, deleted)
 		}
 		b.patch.Ops = append(b.patch.Ops, op)
 	})

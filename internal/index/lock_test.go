@@ -75,7 +75,7 @@ func TestGCBounds(t *testing.T) {
 	now := time.UnixMilli(1_800_000_000_000)
 	x, c := newIndex(t, index.Config{})
 	ctx := context.Background()
-	key := x.Layout().Tombstones("db", "t")
+	key := x.Layout().Tombstones(index.Part{Database: "db", Table: "t"})
 	ages := map[string]time.Duration{"a": 3 * time.Hour, "b": 90 * time.Minute, "c": 62 * time.Minute, "d": 30 * time.Minute, "e": 0}
 	reset := func() {
 		for name, age := range ages {

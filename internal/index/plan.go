@@ -62,8 +62,13 @@ type Lease struct {
 
 // patchPlan returns the plan of a files.replaced event for patch_index:
 // where its leased item is, or Stale when it is not leased at all.
+//
+// In the cluster layout the item's lease is looked up in the event's Part:
+// a plan completed by files of another date (which GigAPI's merges and
+// moves never produce) finds no lease there, and is superseded.
 func (x *Index) patchPlan(ctx context.Context, e *event.Event) (*lua.PatchPlan, error) {
-	k := x.layout.QueueKeys(e.Database, e.Table)
+	part := x.partOf(e)
+	k := x.layout.QueueKeys(part)
 	rec, err := x.c.HGet(ctx, k.State, "l"+e.Plan.ID).Result()
 	if errors.Is(err, redis.Nil) {
 		return &lua.PatchPlan{Stale: true}, nil
@@ -76,7 +81,7 @@ func (x *Index) patchPlan(ctx context.Context, e *event.Event) (*lua.PatchPlan, 
 		// Not a lease of the kind the event completes.
 		return &lua.PatchPlan{Stale: true}, nil
 	}
-	q, err := x.layout.queueOf(e.Database, e.Table, gid)
+	q, err := x.layout.queueOf(part, gid)
 	if err != nil {
 		return &lua.PatchPlan{Stale: true}, nil
 	}
@@ -142,7 +147,8 @@ func (ref QueueRef) matches(gid string) bool {
 const publishBatch = 256
 
 // Publish publishes every merge and move item that is due into its :idle
-// list, in every registered table, and returns how many items it pushed.
+// list, in every Part of every registered table, and returns how many
+// items it pushed.
 // GigAPI's compactor and mover can only take an item once it is due, so
 // items wait under indexer's own keys until then; 'indexer run' calls
 // Publish every --publish-interval, and Next publishes the table's due
@@ -157,17 +163,53 @@ func (x *Index) Publish(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for _, t := range tables {
-		n, err := x.publishTable(ctx, t[0], t[1])
-		total += n
+		parts, err := x.parts(ctx, t[0], t[1])
 		if err != nil {
 			return total, err
+		}
+		if parts, err = x.due(ctx, parts); err != nil {
+			return total, err
+		}
+		for _, p := range parts {
+			n, err := x.publishPart(ctx, p)
+			total += n
+			if err != nil {
+				return total, err
+			}
 		}
 	}
 	return total, nil
 }
 
-func (x *Index) publishTable(ctx context.Context, db, table string) (int, error) {
-	k := x.layout.QueueKeys(db, table)
+// due returns the Parts among parts with an item due for publication, in
+// one pipelined round trip (with a single Part, it is returned as is).
+func (x *Index) due(ctx context.Context, parts []Part) ([]Part, error) {
+	if len(parts) < 2 {
+		return parts, nil
+	}
+	max := strconv.FormatInt(x.now().Unix(), 10)
+	cmds := make([]*redis.IntCmd, len(parts))
+	_, err := x.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, p := range parts {
+			cmds[i] = pipe.ZCount(ctx, x.layout.QueueKeys(p).Pending, "-inf", max)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapQueueErr("publish", err)
+	}
+	out := parts[:0:0]
+	for i, c := range cmds {
+		if c.Val() > 0 {
+			out = append(out, parts[i])
+		}
+	}
+	return out, nil
+}
+
+// publishPart publishes the due items of one Part.
+func (x *Index) publishPart(ctx context.Context, part Part) (int, error) {
+	k := x.layout.QueueKeys(part)
 	total := 0
 	for {
 		nowS := x.now().Unix()
@@ -191,7 +233,7 @@ func (x *Index) publishTable(ctx context.Context, db, table string) (int, error)
 				if err != nil {
 					return total, err
 				}
-				if it, err = x.publishItem(db, table, r); err != nil {
+				if it, err = x.publishItem(part, r); err != nil {
 					return total, err
 				}
 			} else {
@@ -216,12 +258,13 @@ func (x *Index) publishTable(ctx context.Context, db, table string) (int, error)
 
 // publishItem lays out the keys (and, for moves, the JSON) of a pending
 // item for queue_publish.
-func (x *Index) publishItem(db, table string, r record) (lua.PublishItem, error) {
+func (x *Index) publishItem(part Part, r record) (lua.PublishItem, error) {
+	db, table := part.Database, part.Table
 	kind, _, dir, layer, writer, ok := groupParts(r.gid)
 	if !ok || kind != r.kind || len(dir) != len("date=2006-01-02/hour=15") {
 		return lua.PublishItem{}, fmt.Errorf("index: queue record %s names group %q", r.seq, r.gid)
 	}
-	q, _ := x.layout.queueOf(db, table, r.gid)
+	q, _ := x.layout.queueOf(part, r.gid)
 	date := dir[:len("date=2006-01-02")]
 	it := lua.PublishItem{Seq: r.seq, Files: x.layout.Files(db, table, date), Chunks: x.layout.QueueChunks(db, table, date),
 		Published: x.layout.QueuePublished(db, table, date), Idle: x.layout.Idle(q)}
@@ -257,16 +300,36 @@ const candidates = 500
 // files.replaced naming it as its plan completes it. Each lease is one
 // atomic script call; the reads before it only choose the candidate.
 // Returns ErrNoItem when nothing is due.
+//
+// In the cluster layout, where each Part (a table's date) has its own
+// queues, Next looks at the Parts oldest date first: an expired lease in
+// any of them first, then the first Part with a due item.
 func (x *Index) Next(ctx context.Context, ref QueueRef) (Lease, error) {
 	if err := x.checkRef(ref); err != nil {
 		return Lease{}, err
 	}
-	k := x.layout.QueueKeys(ref.Database, ref.Table)
-	if l, err := x.redeliver(ctx, ref, k); err == nil || !errors.Is(err, ErrNoItem) {
-		return l, err
+	parts, err := x.parts(ctx, ref.Database, ref.Table)
+	if err != nil {
+		return Lease{}, err
 	}
+	for _, p := range parts {
+		if l, err := x.redeliver(ctx, ref, p); err == nil || !errors.Is(err, ErrNoItem) {
+			return l, err
+		}
+	}
+	for _, p := range parts {
+		if l, err := x.next(ctx, ref, p); err == nil || !errors.Is(err, ErrNoItem) {
+			return l, err
+		}
+	}
+	return Lease{}, ErrNoItem
+}
+
+// next leases the next due item of ref's queue in one Part.
+func (x *Index) next(ctx context.Context, ref QueueRef, part Part) (Lease, error) {
+	k := x.layout.QueueKeys(part)
 	if ref.Kind == PlanDrop {
-		q := x.layout.DropQueue(ref.Database, ref.Table, ref.Layer, ref.Writer)
+		q := x.layout.DropQueue(part, ref.Layer, ref.Writer)
 		nowS := x.now().Unix()
 		r, err := lua.QueueLeaseDrop(ctx, x.c, k, x.layout.Idle(q), x.layout.Processing(q),
 			groupID('d', 0, "", ref.Layer, ref.Writer), nowS, nowS+x.queue.leaseS)
@@ -278,7 +341,7 @@ func (x *Index) Next(ctx context.Context, ref QueueRef) (Lease, error) {
 		}
 		return x.lease(ref, x.layout.Processing(q), "", 0, r, nowS+x.queue.leaseS), nil
 	}
-	if _, err := x.publishTable(ctx, ref.Database, ref.Table); err != nil {
+	if _, err := x.publishPart(ctx, part); err != nil {
 		return Lease{}, err
 	}
 	for range 8 {
@@ -292,7 +355,7 @@ func (x *Index) Next(ctx context.Context, ref QueueRef) (Lease, error) {
 		}
 		for i, id := range ids {
 			_, n, dir, _, _, _ := groupParts(gids[i])
-			q, err := x.layout.queueOf(ref.Database, ref.Table, gids[i])
+			q, err := x.layout.queueOf(part, gids[i])
 			if err != nil {
 				return Lease{}, err
 			}
@@ -342,8 +405,10 @@ func (x *Index) checkRef(ref QueueRef) error {
 	return nil
 }
 
-// redeliver delivers again the earliest expired lease of ref's queue.
-func (x *Index) redeliver(ctx context.Context, ref QueueRef, k lua.QueueKeys) (Lease, error) {
+// redeliver delivers again the earliest expired lease of ref's queue in
+// one Part.
+func (x *Index) redeliver(ctx context.Context, ref QueueRef, part Part) (Lease, error) {
+	k := x.layout.QueueKeys(part)
 	nowS := x.now().Unix()
 	for off := int64(0); ; off += candidates {
 		ids, err := x.c.ZRangeByScore(ctx, k.Leases, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(nowS, 10),
@@ -368,7 +433,7 @@ func (x *Index) redeliver(ctx context.Context, ref QueueRef, k lua.QueueKeys) (L
 			if err != nil || !ref.matches(gid) {
 				continue
 			}
-			q, err := x.layout.queueOf(ref.Database, ref.Table, gid)
+			q, err := x.layout.queueOf(part, gid)
 			if err != nil {
 				continue
 			}
@@ -435,14 +500,14 @@ func (x *Index) Done(ctx context.Context, ref QueueRef, id, token string) error 
 	if err := x.checkRef(check); err != nil {
 		return err
 	}
-	k := x.layout.QueueKeys(ref.Database, ref.Table)
-	rec, err := x.c.HGet(ctx, k.State, "l"+id).Result()
+	part, rec, err := x.findLease(ctx, ref.Database, ref.Table, id)
 	if errors.Is(err, redis.Nil) {
 		return fmt.Errorf("index: %w: item %s is not leased: it was done already, or its lease was taken over and completed; nothing was changed", ErrStaleLease, id)
 	}
 	if err != nil {
 		return wrapQueueErr("done", err)
 	}
+	k := x.layout.QueueKeys(part)
 	_, _, gid, err := parseLease(rec)
 	if err != nil {
 		return err
@@ -450,7 +515,7 @@ func (x *Index) Done(ctx context.Context, ref QueueRef, id, token string) error 
 	if gid == "" || gid[0] != kindLetter(ref.Kind) || (ref.Layer != "" && !ref.matches(gid)) {
 		return fmt.Errorf("index: item %s is leased from queue %s, not from the %s queue asked for", id, gid, ref.Kind)
 	}
-	q, err := x.layout.queueOf(ref.Database, ref.Table, gid)
+	q, err := x.layout.queueOf(part, gid)
 	if err != nil {
 		return err
 	}
@@ -458,6 +523,32 @@ func (x *Index) Done(ctx context.Context, ref QueueRef, id, token string) error 
 		return fmt.Errorf("index: %w", err)
 	}
 	return nil
+}
+
+// findLease returns the Part holding the lease record of item id of a
+// table, and the record; redis.Nil if none does. (In the cluster layout it
+// asks every Part of the table, in one pipelined round trip.)
+func (x *Index) findLease(ctx context.Context, db, table, id string) (Part, string, error) {
+	parts, err := x.parts(ctx, db, table)
+	if err != nil {
+		return Part{}, "", err
+	}
+	cmds := make([]*redis.StringCmd, len(parts))
+	_, err = x.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, p := range parts {
+			cmds[i] = pipe.HGet(ctx, x.layout.QueueKeys(p).State, "l"+id)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Part{}, "", err
+	}
+	for i, c := range cmds {
+		if rec, err := c.Result(); err == nil {
+			return parts[i], rec, nil
+		}
+	}
+	return Part{}, "", redis.Nil
 }
 
 // Expires returns the lease expiry as a time.

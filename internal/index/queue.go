@@ -209,17 +209,18 @@ func groupParts(gid string) (kind byte, n int, dir, layer, writer string, ok boo
 	return 0, 0, "", "", "", false
 }
 
-// queueOf returns the queue key (without suffix) a group ID names.
-func (l Layout) queueOf(db, table, gid string) (string, error) {
+// queueOf returns the queue key (without suffix) a group ID of Part p
+// names.
+func (l Layout) queueOf(p Part, gid string) (string, error) {
 	kind, n, dir, layer, writer, ok := groupParts(gid)
 	switch {
 	case !ok:
 	case kind == 'm':
-		return l.MergeQueue(db, table, n, dir, layer, writer), nil
+		return l.MergeQueue(p.Database, p.Table, n, dir, layer, writer), nil
 	case kind == 'v':
-		return l.MoveQueue(db, table, layer, writer), nil
+		return l.MoveQueue(p, layer, writer), nil
 	case kind == 'd':
-		return l.DropQueue(db, table, layer, writer), nil
+		return l.DropQueue(p, layer, writer), nil
 	}
 	return "", fmt.Errorf("index: queue group %q is malformed", gid)
 }
@@ -308,7 +309,7 @@ func (qb *queueBatch) key(p *lua.Patch, key string) int {
 // group returns the 1-based group of a file of dir d in the call, adding
 // it. A delete also needs the group's :idle list, to withdraw an item
 // already published.
-func (x *Index) group(b *batch, e *event.Event, f *event.File, d int, deleted bool) int {
+func (x *Index) group(b *batch, e *event.Event, part Part, f *event.File, d int, deleted bool) int {
 	qb, p := &b.queue, &b.patch
 	q, l := x.queue, x.layout
 	n := f.Iteration()
@@ -326,7 +327,7 @@ func (x *Index) group(b *batch, e *event.Event, f *event.File, d int, deleted bo
 			g.Timeout, g.MaxSize = q.merge[n-1].timeout, q.merge[n-1].maxSize
 		}
 		if q.kinds&DropQueue != 0 {
-			key := l.Idle(l.DropQueue(e.Database, e.Table, f.Layer, f.WriterID))
+			key := l.Idle(l.DropQueue(part, f.Layer, f.WriterID))
 			t, ok := qb.drops[key]
 			if !ok {
 				p.Drops = append(p.Drops, key)
@@ -345,7 +346,7 @@ func (x *Index) group(b *batch, e *event.Event, f *event.File, d int, deleted bo
 		if g.Kind == 'm' {
 			key = l.MergeQueue(e.Database, e.Table, n, dir.Name, f.Layer, f.WriterID)
 		} else {
-			key = l.MoveQueue(e.Database, e.Table, f.Layer, f.WriterID)
+			key = l.MoveQueue(part, f.Layer, f.WriterID)
 		}
 		g.Idle = qb.key(p, l.Idle(key))
 	}

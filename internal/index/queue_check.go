@@ -22,24 +22,17 @@ import (
 func (x *Index) checkQueues(ctx context.Context, db, table string, rep *CheckReport) error {
 	var keys []string
 	for _, pattern := range x.layout.QueuePatterns(db, table) {
-		var cursor uint64
-		for {
-			page, next, err := x.c.Scan(ctx, cursor, pattern, scanCount).Result()
-			if err != nil {
-				return fmt.Errorf("index: check: %w", err)
-			}
-			for _, k := range page {
-				if strings.HasSuffix(k, ":idle") && !strings.HasPrefix(k, "drop:") {
-					keys = append(keys, k)
-				}
-			}
-			if cursor = next; cursor == 0 {
-				break
+		page, err := x.scan(ctx, pattern)
+		if err != nil {
+			return fmt.Errorf("index: check: %w", err)
+		}
+		for _, k := range page {
+			if strings.HasSuffix(k, ":idle") && !strings.HasPrefix(k, "drop:") {
+				keys = append(keys, k)
 			}
 		}
 	}
 	slices.Sort(keys)
-	keys = slices.Compact(keys)
 	listed := make(map[string]string) // path -> id of the merge item listing it
 	for _, key := range keys {
 		items, err := x.c.LRange(ctx, key, 0, -1).Result()

@@ -108,11 +108,12 @@ func (x *Index) hscanPages(ctx context.Context, key string) iter.Seq2[[]string, 
 // Query returns the selected entries: dates in ascending order, entries in
 // no particular order within a date. It holds at most three HSCAN pages
 // in memory (see hscanPages). Candidate folders come from the folders:
-// hash, which Check proves exact. Iteration stops at the first error,
-// which is yielded.
+// hashes, which Check proves exact (in the cluster layout, those of the
+// table's registered dates in the range). Iteration stops at the first
+// error, which is yielded.
 func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
-		dirs, err := x.c.HKeys(ctx, x.layout.Folders(q.Database, q.Table)).Result()
+		dirs, err := x.folders(ctx, q)
 		if err != nil {
 			yield(Entry{}, fmt.Errorf("index: query: %w", err))
 			return
@@ -161,6 +162,44 @@ func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 			}
 		}
 	}
+}
+
+// folders returns the folders of the query's table, from the folders:
+// hash of each of its Parts that may hold selected files.
+func (x *Index) folders(ctx context.Context, q Query) ([]string, error) {
+	parts, err := x.parts(ctx, q.Database, q.Table)
+	if err != nil {
+		return nil, err
+	}
+	if x.layout.cluster {
+		parts = slices.DeleteFunc(parts, func(p Part) bool { return !dateSelected(p.Date, q) })
+	}
+	cmds := make([]*redis.StringSliceCmd, len(parts))
+	_, err = x.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, p := range parts {
+			cmds[i] = pipe.HKeys(ctx, x.layout.Folders(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, c := range cmds {
+		dirs = append(dirs, c.Val()...)
+	}
+	return dirs, nil
+}
+
+// dateSelected reports whether a date ("date=YYYY-MM-DD") may hold files
+// the query selects.
+func dateSelected(date string, q Query) bool {
+	day, err := time.Parse("date=2006-01-02", date)
+	if err != nil || !strings.HasPrefix(q.Folder, date) && !strings.HasPrefix(date, q.Folder) {
+		return false
+	}
+	return (q.After.IsZero() || day.Add(24*time.Hour).After(q.After.UTC().Truncate(time.Hour))) &&
+		(q.Before.IsZero() || !day.After(q.Before.UTC()))
 }
 
 // selectDirs keeps the folders whose hour lies in the query's range and
@@ -225,46 +264,64 @@ func (x *Index) Tables(ctx context.Context) ([][2]string, error) {
 	return out, nil
 }
 
-// Stats returns a table's counters.
+// Stats returns a table's counters: in the cluster layout the sums over
+// its Parts (and the newest event time among them).
 func (x *Index) Stats(ctx context.Context, db, table string) (TableStats, error) {
-	h, err := x.c.HGetAll(ctx, x.layout.Stats(db, table)).Result()
+	s := TableStats{Database: db, Table: table, Dates: make(map[string]DateStats)}
+	parts, err := x.parts(ctx, db, table)
 	if err != nil {
-		return TableStats{}, fmt.Errorf("index: stats %s.%s: %w", db, table, err)
+		return s, err
 	}
-	return parseStats(db, table, h)
+	cmds := make([]*redis.MapStringStringCmd, len(parts))
+	_, err = x.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, p := range parts {
+			cmds[i] = pipe.HGetAll(ctx, x.layout.Stats(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return s, fmt.Errorf("index: stats %s.%s: %w", db, table, err)
+	}
+	for _, c := range cmds {
+		if err := s.add(c.Val()); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
 }
 
-func parseStats(db, table string, h map[string]string) (TableStats, error) {
-	s := TableStats{Database: db, Table: table, Dates: make(map[string]DateStats)}
+// add adds the fields of a statistics hash to s.
+func (s *TableStats) add(h map[string]string) error {
+	db, table := s.Database, s.Table
 	for k, v := range h {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return s, fmt.Errorf("index: stats %s.%s: field %s holds %q, not an integer", db, table, k, v)
+			return fmt.Errorf("index: stats %s.%s: field %s holds %q, not an integer", db, table, k, v)
 		}
 		name, date, _ := strings.Cut(k, ":")
 		if date == "" {
 			switch name {
 			case "files":
-				s.Files = n
+				s.Files += n
 			case "bytes":
-				s.Bytes = n
+				s.Bytes += n
 			case "rows":
-				s.Rows = n
+				s.Rows += n
 			case "last_event_ns":
-				s.LastEventNanos = n
+				s.LastEventNanos = max(s.LastEventNanos, n)
 			}
 			continue
 		}
 		d := s.Dates[date]
 		switch name {
 		case "files":
-			d.Files = n
+			d.Files += n
 		case "bytes":
-			d.Bytes = n
+			d.Bytes += n
 		case "rows":
-			d.Rows = n
+			d.Rows += n
 		}
 		s.Dates[date] = d
 	}
-	return s, nil
+	return nil
 }

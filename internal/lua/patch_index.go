@@ -15,13 +15,13 @@ import (
 //
 // PatchIndex collapses the ops of each path into one kind (C created, D
 // deleted, B both) and sends the paths folder by folder, folders files
-// group by files group. KEYS: Registry; for each table its Folders,
+// group by files group. KEYS: Registry (when set); for each table its Folders,
 // Tombstones and Stats keys (and, with Queues, its queue State, Pending
 // and Ready keys); each files group's key (and, with Queues, its Chunks
 // and Published keys); each drop list; the Extra keys; the plan's
 // Processing and Leases keys. ARGV: NowMillis; the numbers of tables,
 // files groups and dirs; the queues flag; the numbers of drop lists and
-// extra keys; the plan mode; the time in seconds; per table its registry
+// extra keys; the plan mode; the time in seconds; the registry flag; per table its registry
 // member and newest event time; per files group its table (1-based) and
 // date; the plan's id and token; per dir its files group (1-based), name,
 // its paths' kinds (one letter each) and the sums of its created paths'
@@ -39,7 +39,10 @@ type Patch struct {
 	// touched by the call are scored with it, and merge items are timed
 	// with it (due at now + timeout).
 	NowMillis int64
-	// Registry is the key of the set of tables.
+	// Registry is the key of the set of tables, to which the call adds
+	// its tables' members; "" adds them nowhere (the cluster layout, whose
+	// registry lies in another hash slot: the caller registers the tables
+	// itself).
 	Registry string
 	Tables   []PatchTable
 	Files    []PatchFiles
@@ -270,12 +273,16 @@ func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, err
 		nf = 3
 	}
 	keys := make([]string, 0, 3+nk*len(p.Tables)+nf*len(p.Files)+len(p.Drops)+len(p.Extra))
-	keys = append(keys, p.Registry)
-	args := make([]any, 0, 9+2*(len(p.Tables)+len(p.Files))+8*len(dirOrder)+3*len(paths))
+	registry := "0"
+	if p.Registry != "" {
+		keys = append(keys, p.Registry)
+		registry = "1"
+	}
+	args := make([]any, 0, 10+2*(len(p.Tables)+len(p.Files))+8*len(dirOrder)+3*len(paths))
 	args = append(args, strconv.FormatInt(p.NowMillis, 10),
 		strconv.Itoa(len(p.Tables)), strconv.Itoa(len(p.Files)), strconv.Itoa(len(dirOrder)),
 		queues, strconv.Itoa(len(p.Drops)), strconv.Itoa(len(p.Extra)), planMode,
-		strconv.FormatInt(floorDiv(p.NowMillis, 1000), 10))
+		strconv.FormatInt(floorDiv(p.NowMillis, 1000), 10), registry)
 	for _, t := range p.Tables {
 		keys = append(keys, t.Folders, t.Tombstones, t.Stats)
 		if p.Queues {

@@ -43,6 +43,10 @@ local now = ARGV[1]
 local ntables, nfiles, ndirs = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local queues, ndrops, nextra = ARGV[5] == '1', tonumber(ARGV[6]), tonumber(ARGV[7])
 local planmode, now_s = ARGV[8], tonumber(ARGV[9])
+-- With the registry flag, KEYS[1] is the set of tables and the other keys
+-- follow it; without (the cluster layout) they start at KEYS[1].
+local registry = ARGV[10] == '1'
+local k0 = registry and 1 or 0
 local CHUNK = 4000 -- stays under Lua's unpack limit (LUAI_MAXCSTACK 8000)
 
 local function fail(code, msg)
@@ -98,13 +102,13 @@ end
 local function fmt(v) return string.format('%d', v) end
 
 -- Phase 1: keys, types, current state.
-check_type(KEYS[1], 'set')
+if registry then check_type(KEYS[1], 'set') end
 
 local nk, nf = 3, 1 -- keys per table, per files group
 if queues then nk, nf = 6, 3 end
-local tables, a = {}, 10
+local tables, a = {}, 11
 for t = 1, ntables do
-  local k = 2 + nk * (t - 1)
+  local k = k0 + 1 + nk * (t - 1)
   local tb = {folders = KEYS[k], tomb = KEYS[k + 1], stats = KEYS[k + 2],
     member = ARGV[a], evtime = ARGV[a + 1], tombs = {'GT'}, ntombs = 1,
     files = 0, bytes = 0, rows = 0, dirs = {}, ndirs = 0}
@@ -131,7 +135,7 @@ end
 -- '1' live, '2' tombstoned (strings, so the reply needs no number
 -- formatting).
 local files = {}
-local kf = 1 + nk * ntables
+local kf = k0 + nk * ntables
 for f = 1, nfiles do
   local k = kf + nf * (f - 1) + 1
   local fg = {key = KEYS[k], tb = tables[tonumber(ARGV[a])], date = ARGV[a + 1],
@@ -692,7 +696,7 @@ for t = 1, ntables do
     if q.npadd > 0 then call('ZADD', q.pending, q.padd, 1, q.npadd) end
   end
 end
-call('SADD', KEYS[1], members, 1, ntables)
+if registry then call('SADD', KEYS[1], members, 1, ntables) end
 
 for f = 1, nfiles do
   local fg = files[f]
