@@ -119,9 +119,7 @@ func Redis(t testing.TB, cfg ...RedisConfig) *RedisServer {
 		c = cfg[0]
 	}
 	if c.Binary == "" {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			t.Fatal("redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`; tests never skip for a missing server")
-		}
+		requireRedis(t)
 	}
 	s, err := StartRedis(t.Context(), c)
 	if err != nil {
@@ -133,6 +131,15 @@ func Redis(t testing.TB, cfg ...RedisConfig) *RedisServer {
 		}
 	})
 	return s
+}
+
+// requireRedis fails t, saying how to install it, if redis-server is not
+// on PATH.
+func requireRedis(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`; tests never skip for a missing server")
+	}
 }
 
 // Client returns a go-redis client for s (database 0), closed at t.Cleanup.
