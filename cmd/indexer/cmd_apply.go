@@ -41,7 +41,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if *batch < 1 {
 			return usagef("--batch-size must be at least 1")
 		}
-		dec, err := do.decoder()
+		dec, err := do.decoder(ro.layout)
 		if err != nil {
 			return err
 		}

@@ -138,7 +138,7 @@ func describeGC(rep index.GCReport, dryRun bool, lock, stream string) string {
 // first after a random part of it, so workers started together spread
 // out), until ctx is done; the returned function stops it and waits. With
 // interval 0 it does nothing.
-func startGC(ctx context.Context, o *gcOptions, x *index.Index, rc *redis.Client,
+func startGC(ctx context.Context, o *gcOptions, x *index.Index, rc redis.UniversalClient,
 	oldest func(context.Context) (time.Time, bool, error), log *slog.Logger) (stop func()) {
 	if o.interval <= 0 || o.minAge < 0 {
 		if o.minAge < 0 {

@@ -92,7 +92,7 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 				return err
 			}
 		}
-		dec, err := do.decoder()
+		dec, err := do.decoder(oo.ro.layout)
 		if err != nil {
 			return err
 		}

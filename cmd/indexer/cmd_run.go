@@ -68,6 +68,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err := so.validate(); err != nil {
 			return err
 		}
+		if err := checkStreamSlot(so.source, ro.url, so.stream, so.deadLetter); err != nil {
+			return err
+		}
 		if no.embeddedDir != "" && so.source != sourceNATS {
 			return usagef("--embedded-nats needs --source nats")
 		}
@@ -78,7 +81,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		dec, err := do.decoder()
+		dec, err := do.decoder(ro.layout)
 		if err != nil {
 			return err
 		}

@@ -67,6 +67,9 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if err := so.validate(); err != nil {
 			return err
 		}
+		if err := checkStreamSlot(so.source, ro.url, so.stream, so.deadLetter); err != nil {
+			return err
+		}
 		switch so.source {
 		case sourceRedis:
 			c, err := ro.connect(ctx)

@@ -14,6 +14,6 @@ import (
 // faultHooks returns the worker's source and applier unchanged: the
 // negative controls of the fault-injection suite exist only in binaries
 // built with the failpoints tag (faulthooks_on.go).
-func faultHooks(src consumer.Source, x *index.Index, _ *redis.Client, _ *slog.Logger) (consumer.Source, consumer.Applier) {
+func faultHooks(src consumer.Source, x *index.Index, _ redis.UniversalClient, _ *slog.Logger) (consumer.Source, consumer.Applier) {
 	return src, x
 }

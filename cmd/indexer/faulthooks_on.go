@@ -23,7 +23,7 @@ import (
 
 // faultHooks wraps the worker's source and applier as INDEXER_FAILPOINT's
 // modes say (see internal/failpoint).
-func faultHooks(src consumer.Source, x *index.Index, rc *redis.Client, log *slog.Logger) (consumer.Source, consumer.Applier) {
+func faultHooks(src consumer.Source, x *index.Index, rc redis.UniversalClient, log *slog.Logger) (consumer.Source, consumer.Applier) {
 	var a consumer.Applier = x
 	if failpoint.Active(failpoint.AckBeforeApply) {
 		log.Warn("NEGATIVE CONTROL: acknowledging messages before applying them (INDEXER_FAILPOINT=ack-before-apply)")
@@ -83,7 +83,7 @@ func (s *ackEarly) Lag(ctx context.Context) (int64, error) {
 // counted whether or not the file was there, a create arriving after its
 // delete brings the file back, and no tombstone is kept.
 type naiveApplier struct {
-	c      *redis.Client
+	c      redis.UniversalClient
 	layout index.Layout
 }
 
@@ -96,7 +96,11 @@ func (n *naiveApplier) Apply(ctx context.Context, events []event.Event) (index.R
 		res.Outcomes[i] = index.Applied
 		pipe.SAdd(ctx, l.Tables(), l.Member(e.Database, e.Table))
 		e.Files(func(f *event.File, deleted bool) {
-			files, folders, stats := l.Files(e.Database, e.Table, f.Date()), l.Folders(e.Database, e.Table), l.Stats(e.Database, e.Table)
+			part := l.Part(e.Database, e.Table, f.Date())
+			files, folders, stats := l.Files(e.Database, e.Table, f.Date()), l.Folders(part), l.Stats(part)
+			if l.Cluster() {
+				pipe.SAdd(ctx, l.Dates(e.Database, e.Table), f.Date())
+			}
 			if deleted {
 				pipe.HDel(ctx, files, f.Path)
 				pipe.HIncrBy(ctx, folders, f.Dir(), -1)

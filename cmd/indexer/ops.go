@@ -33,7 +33,7 @@ func addOpsFlags(fs *flag.FlagSet) *opsOptions {
 // conns are the connections an operator command opened; close closes
 // them all.
 type conns struct {
-	rc      *redis.Client
+	rc      redis.UniversalClient
 	x       *index.Index
 	js      natsjs.JetStream
 	log     *slog.Logger
@@ -50,6 +50,9 @@ func (c *conns) close() {
 // index or the source is Redis, to NATS if the source is NATS.
 func (o *opsOptions) open(ctx context.Context, a *app, needIndex bool) (*conns, error) {
 	if err := o.so.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkStreamSlot(o.so.source, o.ro.url, o.so.stream, o.so.deadLetter); err != nil {
 		return nil, err
 	}
 	log, err := o.lo.logger(a)

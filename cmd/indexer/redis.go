@@ -29,13 +29,15 @@ type redisOptions struct {
 	keyFile      string
 	insecure     bool
 	prefix       string
+	layout       string
 	queues       *queueOptions // set by addQueueFlags
 }
 
 func addRedisFlags(fs *flag.FlagSet) *redisOptions {
 	o := &redisOptions{}
 	fs.StringVar(&o.url, "redis-url", "redis://127.0.0.1:6379/0",
-		"Redis `URL`: redis://[user:password@]host:port/db, or rediss:// for TLS (the server certificate is verified)")
+		"Redis `URL`: redis://[user:password@]host:port/db, or rediss:// for TLS (the server certificate is verified); "+
+			"redis+cluster://[user:password@]host:port[,host:port…] (rediss+cluster://) for a Redis Cluster, with --layout cluster")
 	fs.StringVar(&o.passwordFile, "redis-password-file", "",
 		"read the Redis password from this `file` (overrides one in the URL; keeps it out of ps and env)")
 	fs.StringVar(&o.caFile, "redis-ca", "", "PEM `file` of CA certificates to verify the Redis server with (rediss://); default the system pool")
@@ -52,6 +54,9 @@ func addIndexFlags(fs *flag.FlagSet) *redisOptions {
 	o := addRedisFlags(fs)
 	fs.StringVar(&o.prefix, "key-prefix", index.DefaultPrefix,
 		"`prefix` of indexer's own Redis keys (tombstones, statistics, registry); GigAPI's files:/folders: keys keep their names")
+	fs.StringVar(&o.layout, "layout", index.LayoutGigAPI,
+		"key `layout`: gigapi (GigAPI's own key names, which its readers need; one Redis shard) or cluster "+
+			"(every key of a table's day under one hash tag, for Redis Cluster; GigAPI's readers cannot read it)")
 	return o
 }
 
@@ -72,8 +77,12 @@ func redactURL(u string) string {
 	return p.Redacted()
 }
 
-// client returns a Redis client for the options. It does not connect.
-func (o *redisOptions) client() (*redis.Client, error) {
+// client returns a Redis client for the options: a cluster client for a
+// redis+cluster:// URL. It does not connect.
+func (o *redisOptions) client() (redis.UniversalClient, error) {
+	if isClusterURL(o.url) {
+		return o.clusterClient()
+	}
 	opt, err := redis.ParseURL(o.url)
 	if err != nil {
 		return nil, usagef("--redis-url %s: %v", redactURL(o.url), err)
@@ -126,7 +135,7 @@ func (o *redisOptions) tls(cfg *tls.Config) error {
 
 // connect returns a client that answered PING. Errors say how to fix the
 // problem.
-func (o *redisOptions) connect(ctx context.Context) (*redis.Client, error) {
+func (o *redisOptions) connect(ctx context.Context) (redis.UniversalClient, error) {
 	c, err := o.client()
 	if err != nil {
 		return nil, err
@@ -140,21 +149,23 @@ func (o *redisOptions) connect(ctx context.Context) (*redis.Client, error) {
 
 // openIndex connects to Redis and returns the index with its scripts
 // loaded. Errors say how to fix the problem.
-func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, *redis.Client, error) {
+func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, redis.UniversalClient, error) {
 	if o.queues != nil {
 		var err error
 		if cfg.Queues, err = o.queues.config(); err != nil {
 			return nil, nil, err
 		}
 	}
+	layout, err := index.ParseLayout(o.layout, o.prefix)
+	if err != nil {
+		return nil, nil, usagef("--layout/--key-prefix: %v", err)
+	}
+	if err := o.checkClusterLayout(layout); err != nil {
+		return nil, nil, err
+	}
 	c, err := o.connect(ctx)
 	if err != nil {
 		return nil, nil, err
-	}
-	layout, err := index.NewLayout(o.prefix)
-	if err != nil {
-		c.Close()
-		return nil, nil, usagef("--key-prefix: %v", err)
 	}
 	cfg.Layout = &layout
 	x, err := index.New(c, cfg)
@@ -190,6 +201,16 @@ func (o *redisOptions) explain(err error) error {
 }
 
 func redisHost(u string) string {
+	if isClusterURL(u) {
+		_, rest, _ := strings.Cut(u, "://")
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			rest = rest[at+1:]
+		}
+		if i := strings.IndexAny(rest, "/?"); i >= 0 {
+			rest = rest[:i]
+		}
+		return rest
+	}
 	if p, err := url.Parse(u); err == nil && p.Host != "" {
 		return p.Host
 	}
@@ -209,8 +230,11 @@ func addDecoderFlags(fs *flag.FlagSet) *decoderOptions {
 	return o
 }
 
-func (o *decoderOptions) decoder() (*event.Decoder, error) {
-	cfg := event.Config{MaxMessageBytes: o.maxBytes}
+// decoder returns the decoder of events applied to an index of the named
+// layout (the cluster layout refuses files.replaced events over several
+// dates at once).
+func (o *decoderOptions) decoder(layout string) (*event.Decoder, error) {
+	cfg := event.Config{MaxMessageBytes: o.maxBytes, SingleDate: layout == index.LayoutCluster}
 	if o.layers != "*" {
 		for _, l := range strings.Split(o.layers, ",") {
 			if l = layerName(l); l != "" {

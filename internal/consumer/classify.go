@@ -47,11 +47,18 @@ func (c Class) String() string {
 	}
 }
 
-// retryPrefixes are Redis error codes that pass on their own.
-var retryPrefixes = []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "OOM", "NOREPLICAS"}
+// retryPrefixes are Redis error codes that pass on their own. On a Redis
+// Cluster, a slot migration answers ASK, and TRYAGAIN to a script whose
+// keys are split between the two nodes for a moment; a failover or a
+// migration answers MOVED. The cluster client follows them itself; one
+// that still reaches the caller (after MaxRedirects tries) passes too.
+var retryPrefixes = []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "OOM", "NOREPLICAS",
+	"MOVED", "ASK"}
 
-// fatalPrefixes are Redis error codes an operator must act on.
-var fatalPrefixes = []string{"NOGROUP", "NOAUTH", "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT"}
+// fatalPrefixes are Redis error codes an operator must act on (CROSSSLOT:
+// the keys of one call lie in several slots, the gigapi layout on a
+// cluster).
+var fatalPrefixes = []string{"NOGROUP", "NOAUTH", "WRONGPASS", "NOPERM", "CROSSSLOT"}
 
 // scriptRefused is how Redis 7.0 words an ACL refusal of a command a
 // script calls ("ERR The user executing the script can't run this command

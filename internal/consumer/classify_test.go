@@ -128,6 +128,8 @@ func TestClassifyReplies(t *testing.T) {
 		{redisError("LOADING Redis is loading the dataset in memory"), consumer.Retry},
 		{redisError("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."), consumer.Retry},
 		{redisError("TRYAGAIN Multiple keys request during rehashing of slot"), consumer.Retry},
+		{redisError("MOVED 3999 127.0.0.1:6381"), consumer.Retry},
+		{redisError("ASK 3999 127.0.0.1:6381"), consumer.Retry},
 		{redisError("MASTERDOWN Link with MASTER is down"), consumer.Retry},
 		{redisError("READONLY You can't write against a read only replica."), consumer.Retry},
 		{redisError("OOM command not allowed when used memory > 'maxmemory'."), consumer.Retry},
