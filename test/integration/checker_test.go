@@ -140,7 +140,7 @@ func (f *fenv) check(scenario, expected string) verdict {
 		v.Faults += f.nproxy.Stats().Faults()
 	}
 	unknownPaths := f.unknown(&v)
-	checkModel(f.t, f.rdb, model, unknownPaths, &v)
+	checkModel(f.t, f.rdb, gigapiLayout, model, unknownPaths, &v)
 	if n := f.midLost.Load(); n > 0 {
 		v.Lost += int(n)
 		v.examples = append(v.examples, fmt.Sprintf("%d acknowledged events were not in effect while the workers ran", n))
@@ -229,9 +229,14 @@ func (f *fenv) unknown(v *verdict) map[string]bool {
 	return paths
 }
 
-// checkModel compares the index in c with the model and adds what it
-// finds to v; paths in skip ("<db>:<table>\x00<path>") are not counted.
-func checkModel(t *testing.T, c *redis.Client, m *synth.Model, skip map[string]bool, v *verdict) {
+// gigapiLayout is the default layout, with the default prefix.
+var gigapiLayout, _ = index.NewLayout("")
+
+// checkModel compares the index in c, of layout l, with the model and adds
+// what it finds to v; paths in skip ("<db>:<table>\x00<path>") are not
+// counted. It finds the files: hashes and the tombstone sets by SCAN (of
+// every master of a cluster), not through the registry.
+func checkModel(t *testing.T, c redis.UniversalClient, l index.Layout, m *synth.Model, skip map[string]bool, v *verdict) {
 	t.Helper()
 	ctx := context.Background()
 	example := func(format string, a ...any) {
@@ -246,15 +251,24 @@ func checkModel(t *testing.T, c *redis.Client, m *synth.Model, skip map[string]b
 	for tb := range m.Tombstoned {
 		tables[tb] = true
 	}
-	for _, tb := range c.SMembers(ctx, "idx:tables").Val() {
+	for _, tb := range c.SMembers(ctx, l.Tables()).Val() {
 		tables[tb] = true
 	}
 	for tb := range tables {
+		db, table, _ := strings.Cut(tb, ":")
 		live, tomb := m.Live[tb], m.Tombstoned[tb]
-		got := indexedFiles(t, c, tb)
+		got := indexedFiles(t, c, l, db, table)
 		tombs := map[string]bool{}
-		for _, p := range c.ZRange(ctx, "idx:tomb:"+tb, 0, -1).Val() {
-			tombs[p] = true
+		// The tombstone sets: the table's own (gigapi layout), or those of
+		// its dates found by SCAN (cluster layout: one per date).
+		tkeys := []string{l.Tombstones(l.Part(db, table, ""))}
+		if l.Cluster() {
+			tkeys = scanAll(t, c, l.Prefix()+"tomb:{"+tb+":*")
+		}
+		for _, k := range tkeys {
+			for _, p := range c.ZRange(ctx, k, 0, -1).Val() {
+				tombs[p] = true
+			}
 		}
 		sk := func(p string) bool { return skip[tb+"\x00"+p] }
 		for p, f := range live {
@@ -297,7 +311,7 @@ func checkModel(t *testing.T, c *redis.Client, m *synth.Model, skip map[string]b
 			}
 		}
 	}
-	x, err := index.New(c, index.Config{})
+	x, err := index.New(c, index.Config{Layout: &l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,34 +325,52 @@ func checkModel(t *testing.T, c *redis.Client, m *synth.Model, skip map[string]b
 	}
 }
 
-// indexedFiles reads every entry of a table ("<db>:<table>") from its
-// files: hashes.
-func indexedFiles(t *testing.T, c *redis.Client, table string) map[string]index.Entry {
+// scanAll returns the keys matching pattern, on every master of a
+// cluster.
+func scanAll(t *testing.T, c redis.UniversalClient, pattern string) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var out []string
+	scan := func(ctx context.Context, n redis.Cmdable) error {
+		iter := n.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			out = append(out, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(context.Background(), func(ctx context.Context, n *redis.Client) error { return scan(ctx, n) })
+	} else {
+		err = scan(context.Background(), c)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// indexedFiles reads every entry of a table from its files: hashes.
+func indexedFiles(t *testing.T, c redis.UniversalClient, l index.Layout, db, table string) map[string]index.Entry {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]index.Entry{}
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, "files:"+table+":*", 1000).Result()
-		if err != nil {
-			t.Fatal(err)
+	for _, k := range scanAll(t, c, l.FilesPattern(db, table)) {
+		if c.Type(ctx, k).Val() != "hash" {
+			continue
 		}
-		for _, k := range keys {
-			if c.Type(ctx, k).Val() != "hash" {
-				continue
+		for p, raw := range c.HGetAll(ctx, k).Val() {
+			en, err := index.ParseEntry(raw)
+			if err != nil {
+				en = index.Entry{Path: p, SizeBytes: -1} // counted as a mismatch
 			}
-			for p, raw := range c.HGetAll(ctx, k).Val() {
-				en, err := index.ParseEntry(raw)
-				if err != nil {
-					en = index.Entry{Path: p, SizeBytes: -1} // counted as a mismatch
-				}
-				out[p] = en
-			}
-		}
-		if cursor = next; cursor == 0 {
-			return out
+			out[p] = en
 		}
 	}
+	return out
 }
 
 // checkDeadLetters compares the dead letters with the poison published.

@@ -220,7 +220,7 @@ func TestFaultWrongTypeKey(t *testing.T) {
 		// t2 went through: check it alone.
 		only2 := modelOf(t2)
 		v := verdict{}
-		checkModel(t, f.rdb, only2, map[string]bool{}, &v)
+		checkModel(t, f.rdb, gigapiLayout, only2, map[string]bool{}, &v)
 		if v.Lost+v.Unexpected+v.Mismatches > 0 {
 			t.Fatalf("t2 did not go through: %+v %v", v, v.examples)
 		}
