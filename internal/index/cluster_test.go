@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
@@ -267,5 +268,70 @@ func TestClusterLayoutPlansAndGC(t *testing.T) {
 	var ve *event.ValidationError
 	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "spans date=2024-01-16 and date=2024-01-15") {
 		t.Fatalf("a files.replaced over two dates: %v, want a validation error naming both", err)
+	}
+}
+
+// TestClusterLayoutHalfMigratedSlot holds a Part's slot half migrated
+// (its files: hash moved to the target, its other keys still on the
+// source) and applies events to it: the call fails with TRYAGAIN or ASK,
+// which the worker's loop retries (consumer.Classify), and writes
+// nothing; once the migration finished, applying the same events again
+// succeeds and the index is exact.
+func TestClusterLayoutHalfMigratedSlot(t *testing.T) {
+	ctx := t.Context()
+	x, cc, rc := clusterIndex(t, index.Config{})
+	l := x.Layout()
+	apply(t, x, created(file(1, "a")), created(file(2, "b")))
+	files := l.Files("db", "t", "date=2024-01-15")
+	slot := int(cc.ClusterKeySlot(ctx, files).Val())
+	src := rc.Master(ctx, slot)
+	if src < 0 {
+		t.Fatalf("no master serves slot %d", slot)
+	}
+	m, err := rc.BeginMigration(ctx, src, (src+1)%3, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Move(ctx, files); err != nil {
+		t.Fatal(err)
+	}
+	before, err := x.Stats(ctx, "db", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A client that gives up after one redirect, so the error surfaces.
+	c1 := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Masters(), MaxRedirects: 1})
+	defer c1.Close()
+	x1, err := index.New(c1, index.Config{Layout: &l, Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := []event.Event{created(file(3, "c")), deleted(file(1, "a"))}
+	_, err = x1.Apply(ctx, batch)
+	if err == nil || !strings.Contains(err.Error(), "TRYAGAIN") && !strings.Contains(err.Error(), "ASK") {
+		t.Fatalf("apply to a half-migrated slot: %v, want TRYAGAIN or ASK", err)
+	}
+	if c := consumer.Classify(err); c != consumer.Retry {
+		t.Fatalf("Classify(%v) = %v, want retry", err, c)
+	}
+
+	if _, err := m.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.WaitOK(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := x.Stats(ctx, "db", "t")
+	if err != nil || !reflect.DeepEqual(after, before) {
+		t.Fatalf("the failed call wrote: stats %+v, before %+v (%v)", after, before, err)
+	}
+	apply(t, x, batch...)
+	s, err := x.Stats(ctx, "db", "t")
+	if err != nil || s.Files != 2 {
+		t.Fatalf("stats after the retry: %+v, %v; want 2 files", s, err)
+	}
+	if rep, err := x.Check(ctx, nil); err != nil || len(rep.Drifts) > 0 {
+		t.Fatalf("check: %+v, %v", rep, err)
 	}
 }

@@ -266,49 +266,110 @@ func (rc *RedisCluster) waitKnown(ctx context.Context, n int) error {
 // multi-key commands whose keys are split between the two), then SETSLOT
 // NODE on every master. It returns how many keys moved.
 func (rc *RedisCluster) MigrateSlots(ctx context.Context, from, to int, slots []int) (int, error) {
-	cs := make([]*redis.Client, rc.masters)
-	for i := range cs {
-		cs[i] = rc.node(rc.Nodes[i])
-		defer cs[i].Close()
-	}
-	src, dst := cs[from], cs[to]
-	host, port, _ := net.SplitHostPort(rc.Nodes[to].Addr())
 	moved := 0
 	for _, slot := range slots {
-		if err := dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", rc.ids[from]).Err(); err != nil {
-			return moved, fmt.Errorf("testserver: SETSLOT %d IMPORTING: %w", slot, err)
+		m, err := rc.BeginMigration(ctx, from, to, slot)
+		if err != nil {
+			return moved, err
 		}
-		if err := src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", rc.ids[to]).Err(); err != nil {
-			return moved, fmt.Errorf("testserver: SETSLOT %d MIGRATING: %w", slot, err)
-		}
-		for {
-			keys, err := src.ClusterGetKeysInSlot(ctx, slot, 10).Result()
-			if err != nil {
-				return moved, fmt.Errorf("testserver: GETKEYSINSLOT %d: %w", slot, err)
-			}
-			if len(keys) == 0 {
-				break
-			}
-			args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
-			for _, k := range keys {
-				args = append(args, k)
-			}
-			if err := src.Do(ctx, args...).Err(); err != nil {
-				return moved, fmt.Errorf("testserver: MIGRATE of slot %d: %w", slot, err)
-			}
-			moved += len(keys)
-		}
-		for i := range rc.masters {
-			err := cs[i].Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", rc.ids[to]).Err()
-			if err != nil && i != from && i != to {
-				continue // the others learn it through the bus
-			}
-			if err != nil {
-				return moved, fmt.Errorf("testserver: SETSLOT %d NODE on %s: %w", slot, rc.Nodes[i].Addr(), err)
-			}
+		n, err := m.Finish(ctx)
+		moved += n
+		if err != nil {
+			return moved, err
 		}
 	}
 	return moved, nil
+}
+
+// Migration is the move of one slot between masters, step by step, so a
+// test can hold the slot half migrated.
+type Migration struct {
+	rc       *RedisCluster
+	from, to int
+	slot     int
+	cs       []*redis.Client // a client of each master
+}
+
+// BeginMigration marks slot IMPORTING on master `to` and MIGRATING on
+// master `from`: from now on the source answers ASK for keys it no longer
+// has, and TRYAGAIN for multi-key commands whose keys are split. Call
+// Finish (or Close, to leave the slot in that state).
+func (rc *RedisCluster) BeginMigration(ctx context.Context, from, to, slot int) (*Migration, error) {
+	m := &Migration{rc: rc, from: from, to: to, slot: slot, cs: make([]*redis.Client, rc.masters)}
+	for i := range m.cs {
+		m.cs[i] = rc.node(rc.Nodes[i])
+	}
+	if err := m.cs[to].Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", rc.ids[from]).Err(); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("testserver: SETSLOT %d IMPORTING: %w", slot, err)
+	}
+	if err := m.cs[from].Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", rc.ids[to]).Err(); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("testserver: SETSLOT %d MIGRATING: %w", slot, err)
+	}
+	return m, nil
+}
+
+// Move migrates keys (of the slot) from the source to the target.
+func (m *Migration) Move(ctx context.Context, keys ...string) error {
+	host, port, _ := net.SplitHostPort(m.rc.Nodes[m.to].Addr())
+	args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	if err := m.cs[m.from].Do(ctx, args...).Err(); err != nil {
+		return fmt.Errorf("testserver: MIGRATE of slot %d: %w", m.slot, err)
+	}
+	return nil
+}
+
+// Finish migrates the slot's remaining keys, assigns the slot to the
+// target on every master, closes the clients, and returns how many keys
+// it moved.
+func (m *Migration) Finish(ctx context.Context) (int, error) {
+	defer m.Close()
+	moved := 0
+	for {
+		keys, err := m.cs[m.from].ClusterGetKeysInSlot(ctx, m.slot, 10).Result()
+		if err != nil {
+			return moved, fmt.Errorf("testserver: GETKEYSINSLOT %d: %w", m.slot, err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		if err := m.Move(ctx, keys...); err != nil {
+			return moved, err
+		}
+		moved += len(keys)
+	}
+	for i, c := range m.cs {
+		err := c.Do(ctx, "CLUSTER", "SETSLOT", m.slot, "NODE", m.rc.ids[m.to]).Err()
+		if err != nil && i != m.from && i != m.to {
+			continue // the others learn it through the bus
+		}
+		if err != nil {
+			return moved, fmt.Errorf("testserver: SETSLOT %d NODE on %s: %w", m.slot, m.rc.Nodes[i].Addr(), err)
+		}
+	}
+	return moved, nil
+}
+
+// Close closes the migration's clients.
+func (m *Migration) Close() {
+	for _, c := range m.cs {
+		c.Close()
+	}
+}
+
+// Master returns the index of the master serving slot now (by master
+// i's view), or -1.
+func (rc *RedisCluster) Master(ctx context.Context, slot int) int {
+	for i := range rc.masters {
+		if slots, err := rc.SlotsOf(ctx, i); err == nil && slices.Contains(slots, slot) {
+			return i
+		}
+	}
+	return -1
 }
 
 // SlotsOf returns the slots master i serves now, as its own view says.
@@ -331,6 +392,30 @@ func (rc *RedisCluster) SlotsOf(ctx context.Context, i int) ([]int, error) {
 			}
 		}
 	}
+	return out, nil
+}
+
+// KeySlots returns the slots of the keys master i holds now, sorted.
+func (rc *RedisCluster) KeySlots(ctx context.Context, i int) ([]int, error) {
+	c := rc.node(rc.Nodes[i])
+	defer c.Close()
+	keys, err := c.Keys(ctx, "*").Result()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	for _, k := range keys {
+		s, err := c.ClusterKeySlot(ctx, k).Result()
+		if err != nil {
+			return nil, err
+		}
+		seen[int(s)] = true
+	}
+	out := make([]int, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	slices.Sort(out)
 	return out, nil
 }
 
