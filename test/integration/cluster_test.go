@@ -7,10 +7,12 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -232,4 +234,78 @@ func TestClusterSlotMigration(t *testing.T) {
 		retries += strings.Count(string(b), "failed; retrying")
 	}
 	t.Logf("the workers retried %d steps (TRYAGAIN, ASK or MOVED past go-redis's redirects)", retries)
+}
+
+// TestClusterCommands runs the operator and reader commands against a
+// cluster with --layout cluster: stats, query, get, check, status,
+// replay, gc and plan, and the refusals: the gigapi layout on a cluster
+// URL, a stream and dead letters in two slots.
+func TestClusterCommands(t *testing.T) {
+	c := newClusterEnv(t)
+	history := clusterHistory(500, 31)
+	c.publish(history)
+	w := c.start("w1", nil, "--source", "redis", "--queues", "merge,drop", "--merge-timeout-base", "1s")
+	waitFor(t, time.Minute, "the worker to drain the stream", func() bool {
+		unread, pending, err := c.backlog(t.Context())
+		return err == nil && unread == 0 && pending == 0
+	})
+
+	var stats []struct {
+		Database, Table string
+		Files           int64
+	}
+	if err := json.Unmarshal([]byte(c.must("", "stats", "--format", "json").Stdout), &stats); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for tb, files := range c.model.Live {
+		want[tb] = int64(len(files))
+	}
+	for _, s := range stats {
+		if want[s.Database+":"+s.Table] != s.Files {
+			t.Errorf("stats: %s.%s has %d files, the model %d", s.Database, s.Table, s.Files, want[s.Database+":"+s.Table])
+		}
+	}
+	if len(stats) != 3 {
+		t.Fatalf("stats lists %d tables, want 3", len(stats))
+	}
+	var some string
+	for p := range c.model.Live["demo:cpu"] {
+		some = p
+		break
+	}
+	q := c.must("", "query", "--database", "demo", "--table", "cpu", "--format", "ndjson")
+	if n := strings.Count(q.Stdout, "\n"); n != len(c.model.Live["demo:cpu"]) || !strings.Contains(q.Stdout, some) {
+		t.Fatalf("query printed %d entries, the model has %d live files", n, len(c.model.Live["demo:cpu"]))
+	}
+	if g := c.must("", "get", "--database", "demo", "--table", "cpu", some); !strings.Contains(g.Stdout, some) {
+		t.Fatalf("get %s: %s", some, g.Stdout)
+	}
+	c.must("", "check")
+	if st := c.must("", "status"); !strings.Contains(st.Stdout, clusterStream) || !strings.Contains(st.Stdout, "cpu") {
+		t.Fatalf("status:\n%s", st.Stdout)
+	}
+	if r := c.must("", "replay", "--from", "earliest", "--quiet"); !strings.Contains(r.Stdout, "nothing changed") {
+		t.Fatalf("replay of an up-to-date index:\n%s", r.Stdout)
+	}
+	// Every tombstone is younger than the stream's first entry: gc
+	// collects none (internal/index tests collection over the Parts).
+	if g := c.must("", "gc", "--tombstone-min-age", "0"); !strings.Contains(g.Stdout, "removed 0 tombstones") {
+		t.Fatalf("gc: %s", g.Stdout)
+	}
+	var lease struct{ ID, Token string }
+	waitFor(t, time.Minute, "a due merge item", func() bool {
+		r := c.indexer("", "plan", "next", "--kind", "merge", "--database", "demo", "--table", "cpu", "--layer", "default", "--queues", "merge,drop")
+		return r.Code == 0 && json.Unmarshal([]byte(r.Stdout), &lease) == nil && lease.ID != ""
+	})
+	c.must("", "plan", "done", "--kind", "merge", "--database", "demo", "--table", "cpu", "--id", lease.ID, "--token", lease.Token, "--queues", "merge,drop")
+
+	if r := c.indexer("", "stats", "--layout", "gigapi"); r.Code != 2 || !strings.Contains(r.Stderr, "--layout cluster") {
+		t.Fatalf("the gigapi layout on a cluster URL: exit %d, %s", r.Code, r.Stderr)
+	}
+	if r := c.indexer("", "status", "--stream", "idx:events"); r.Code != 2 || !strings.Contains(r.Stderr, "hash tag") {
+		t.Fatalf("a stream and dead letters in two slots: exit %d, %s", r.Code, r.Stderr)
+	}
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	<-w.done
 }
