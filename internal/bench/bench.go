@@ -45,10 +45,11 @@ const (
 	PartWorkers   = "workers"    // events/s by number of workers
 	PartIndexSize = "index-size" // time per event by index size
 	PartQuery     = "query"      // 'indexer query' over one day
+	PartCluster   = "cluster"    // events/s and CPU by Redis Cluster shards and workers
 )
 
 // AllParts lists every part in run order.
-var AllParts = []string{PartCeiling, PartNaive, PartE2E, PartLatency, PartBatch, PartWorkers, PartIndexSize, PartQuery}
+var AllParts = []string{PartCeiling, PartNaive, PartE2E, PartLatency, PartBatch, PartWorkers, PartIndexSize, PartQuery, PartCluster}
 
 // Config configures Run. The zero value is the full run of the issue,
 // except for WorkerBinary, which is required.
@@ -90,6 +91,11 @@ type Config struct {
 	// LatencyWarmup: markers published in the first LatencyWarmup of a
 	// latency run are not counted. Default 1 s.
 	LatencyWarmup time.Duration `json:"latency_warmup_ns"`
+	// ClusterShards are the numbers of Redis Cluster masters of the
+	// cluster part's runs (NATS source, cluster layout, the largest of
+	// Workers); the largest is also run with each of Workers. Default 1,
+	// 2, 3.
+	ClusterShards []int `json:"cluster_shards"`
 	// Preloads are the index sizes, in files, at which the time per event
 	// is measured. Default 10,000, 100,000 and 1,000,000.
 	Preloads []int `json:"preloads"`
@@ -156,6 +162,9 @@ func (c *Config) setDefaults() error {
 	if c.Workers == nil {
 		c.Workers = []int{1, 2, 3}
 	}
+	if c.ClusterShards == nil {
+		c.ClusterShards = []int{1, 2, 3}
+	}
 	if c.Preloads == nil {
 		c.Preloads = []int{10_000, 100_000, fullPreload}
 	}
@@ -171,7 +180,7 @@ func (c *Config) setDefaults() error {
 		return errors.New("bench: the latency part needs the e2e part (it runs at half the rate e2e measures)")
 	}
 	positive := c.Repeats > 0 && c.Events > 0 && c.NaiveEvents > 0 && c.BatchSize > 0 && c.ProbeEvents > 0 && c.QueryFiles > 0
-	for _, list := range [][]int{c.BatchSizes, c.Workers, c.Preloads} {
+	for _, list := range [][]int{c.BatchSizes, c.Workers, c.Preloads, c.ClusterShards} {
 		for _, v := range list {
 			positive = positive && v > 0
 		}
@@ -179,7 +188,7 @@ func (c *Config) setDefaults() error {
 	if !positive || c.LatencyDuration <= 0 || c.LatencyWarmup < 0 || c.LatencyWarmup >= c.LatencyDuration {
 		return errors.New("bench: sizes, counts and repeats must be positive, and the latency warm-up shorter than the latency run")
 	}
-	needsWorkers := c.has(PartE2E) || c.has(PartLatency) || c.has(PartBatch) || c.has(PartWorkers) || c.has(PartQuery)
+	needsWorkers := c.has(PartE2E) || c.has(PartLatency) || c.has(PartBatch) || c.has(PartWorkers) || c.has(PartQuery) || c.has(PartCluster)
 	if needsWorkers && c.WorkerBinary == "" {
 		return errors.New("bench: WorkerBinary (the indexer executable) is required")
 	}
@@ -252,6 +261,7 @@ func (e *env) run(ctx context.Context) error {
 		PartWorkers:   func(ctx context.Context) error { return e.workersPart(ctx, rs) },
 		PartIndexSize: e.indexSizePart,
 		PartQuery:     e.queryPart,
+		PartCluster:   e.clusterPart,
 	}
 	for _, p := range AllParts {
 		if !e.cfg.has(p) {

@@ -28,6 +28,9 @@ type env struct {
 	dir   string
 	redis *testserver.RedisServer
 	rc    *redis.Client
+	// nodes are the Redis servers whose statistics a run reads and which
+	// it flushes: rc, or in the cluster part the cluster's masters.
+	nodes []*redis.Client
 	nats  *natsserver.Server
 	nc    *nats.Conn
 	js    natsjs.JetStream
@@ -56,6 +59,7 @@ func (e *env) start(ctx context.Context) error {
 		return fmt.Errorf("bench: %w (is redis-server installed? sudo apt-get install -y redis-server)", err)
 	}
 	e.rc = redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
+	e.nodes = []*redis.Client{e.rc}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if e.cfg.Progress != nil {
 		quiet = slog.New(slog.NewTextHandler(e.cfg.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -110,18 +114,23 @@ func (e *env) bar(label string, total int) *progress.Bar {
 	return b
 }
 
-// flush empties Redis: the index, the streams and the statistics.
+// flush empties Redis (every node): the index, the streams and the
+// statistics.
 func (e *env) flush(ctx context.Context) error {
-	if err := e.rc.FlushAll(ctx).Err(); err != nil {
-		return fmt.Errorf("bench: FLUSHALL: %w", err)
+	for _, n := range e.nodes {
+		if err := n.FlushAll(ctx).Err(); err != nil {
+			return fmt.Errorf("bench: FLUSHALL: %w", err)
+		}
 	}
 	return e.resetStats(ctx)
 }
 
-// resetStats resets INFO commandstats (CONFIG RESETSTAT).
+// resetStats resets INFO commandstats (CONFIG RESETSTAT) of every node.
 func (e *env) resetStats(ctx context.Context) error {
-	if err := e.rc.ConfigResetStat(ctx).Err(); err != nil {
-		return fmt.Errorf("bench: CONFIG RESETSTAT: %w", err)
+	for _, n := range e.nodes {
+		if err := n.ConfigResetStat(ctx).Err(); err != nil {
+			return fmt.Errorf("bench: CONFIG RESETSTAT: %w", err)
+		}
 	}
 	return nil
 }
@@ -168,13 +177,21 @@ func (s cmdStats) perEvent(cpuUsec float64, n int, names ...string) float64 {
 	return s.usec(names...) / inflation / float64(n)
 }
 
-// commandStats reads INFO commandstats.
+// commandStats reads INFO commandstats, summed over the nodes.
 func (e *env) commandStats(ctx context.Context) (cmdStats, error) {
-	info, err := e.rc.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return nil, fmt.Errorf("bench: INFO commandstats: %w", err)
-	}
 	out := cmdStats{}
+	for _, n := range e.nodes {
+		info, err := n.Info(ctx, "commandstats").Result()
+		if err != nil {
+			return nil, fmt.Errorf("bench: INFO commandstats: %w", err)
+		}
+		out.add(info)
+	}
+	return out, nil
+}
+
+// add adds the figures of an INFO commandstats reply.
+func (out cmdStats) add(info string) {
 	for _, line := range strings.Split(info, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		name, found := strings.CutPrefix(name, "cmdstat_")
@@ -187,24 +204,37 @@ func (e *env) commandStats(ctx context.Context) (cmdStats, error) {
 			f, _ := strconv.ParseFloat(v, 64)
 			switch k {
 			case "calls":
-				st.calls = f
+				st.calls += f
 			case "usec":
-				st.usec = f
+				st.usec += f
 			}
 		}
 		out[name] = st
 	}
-	return out, nil
 }
 
-// redisCPUMicros returns the CPU time (user + system) redis-server used
-// so far, from INFO cpu (getrusage, in microseconds: finer than the clock
-// ticks of /proc/<pid>/stat).
+// redisCPUMicros returns the CPU time (user + system) the redis-server
+// nodes used so far, from INFO cpu (getrusage, in microseconds: finer
+// than the clock ticks of /proc/<pid>/stat).
 func (e *env) redisCPUMicros(ctx context.Context) (float64, error) {
-	info, err := e.rc.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0, fmt.Errorf("bench: INFO cpu: %w", err)
+	var total float64
+	for _, n := range e.nodes {
+		info, err := n.Info(ctx, "cpu").Result()
+		if err != nil {
+			return 0, fmt.Errorf("bench: INFO cpu: %w", err)
+		}
+		t, err := cpuMicros(info)
+		if err != nil {
+			return 0, err
+		}
+		total += t
 	}
+	return total, nil
+}
+
+// cpuMicros reads used_cpu_sys + used_cpu_user of an INFO cpu reply, in
+// microseconds.
+func cpuMicros(info string) (float64, error) {
 	var total float64
 	found := 0
 	for _, line := range strings.Split(info, "\n") {

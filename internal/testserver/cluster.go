@@ -30,6 +30,9 @@ type ClusterConfig struct {
 	NodeTimeout time.Duration
 	// Args are extra "--key value" arguments of every node.
 	Args []string
+	// Binary is the redis-server executable. Default "redis-server" from
+	// PATH.
+	Binary string
 }
 
 // RedisCluster is a running Redis Cluster: redis-server processes with
@@ -69,7 +72,7 @@ func StartRedisCluster(ctx context.Context, cfg ClusterConfig) (*RedisCluster, e
 		for attempt := 1; ; attempt++ {
 			var port int
 			if port, err = freeClusterPort(); err == nil {
-				s, err = StartRedis(ctx, RedisConfig{Port: port, Args: args})
+				s, err = StartRedis(ctx, RedisConfig{Port: port, Args: args, Binary: cfg.Binary})
 			}
 			if err == nil || attempt == portAttempts || !errors.Is(err, errPortInUse) {
 				break
