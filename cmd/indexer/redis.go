@@ -87,23 +87,30 @@ func (o *redisOptions) client() (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, usagef("--redis-url %s: %v", redactURL(o.url), err)
 	}
-	if o.passwordFile != "" {
-		b, err := os.ReadFile(o.passwordFile)
-		if err != nil {
-			return nil, fmt.Errorf("--redis-password-file: %w", err)
-		}
-		opt.Password = strings.TrimRight(string(b), "\r\n")
-	}
-	if opt.TLSConfig == nil && (o.caFile != "" || o.certFile != "" || o.insecure) {
-		return nil, usagef("TLS flags given but --redis-url is not rediss://")
-	}
-	if opt.TLSConfig != nil {
-		if err := o.tls(opt.TLSConfig); err != nil {
-			return nil, err
-		}
+	if err := o.secure(&opt.Password, opt.TLSConfig, "rediss://"); err != nil {
+		return nil, err
 	}
 	opt.ClientName = "indexer"
 	return redis.NewClient(opt), nil
+}
+
+// secure applies --redis-password-file to password and the TLS flags to
+// tlsCfg (nil for a URL without TLS, whose scheme for TLS is tlsScheme).
+func (o *redisOptions) secure(password *string, tlsCfg *tls.Config, tlsScheme string) error {
+	if o.passwordFile != "" {
+		b, err := os.ReadFile(o.passwordFile)
+		if err != nil {
+			return fmt.Errorf("--redis-password-file: %w", err)
+		}
+		*password = strings.TrimRight(string(b), "\r\n")
+	}
+	if tlsCfg == nil && (o.caFile != "" || o.certFile != "" || o.insecure) {
+		return usagef("TLS flags given but --redis-url is not %s", tlsScheme)
+	}
+	if tlsCfg != nil {
+		return o.tls(tlsCfg)
+	}
+	return nil
 }
 
 func (o *redisOptions) tls(cfg *tls.Config) error {

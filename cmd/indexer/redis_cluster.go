@@ -4,9 +4,7 @@ package main
 // they fold easily into the shared Redis connection code.
 
 import (
-	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -59,20 +57,8 @@ func (o *redisOptions) clusterClient() (*redis.ClusterClient, error) {
 	if err != nil {
 		return nil, bad(err.Error())
 	}
-	if o.passwordFile != "" {
-		b, err := os.ReadFile(o.passwordFile)
-		if err != nil {
-			return nil, fmt.Errorf("--redis-password-file: %w", err)
-		}
-		opt.Password = strings.TrimRight(string(b), "\r\n")
-	}
-	if opt.TLSConfig == nil && (o.caFile != "" || o.certFile != "" || o.insecure) {
-		return nil, usagef("TLS flags given but --redis-url is not %s", clusterTLSScheme)
-	}
-	if opt.TLSConfig != nil {
-		if err := o.tls(opt.TLSConfig); err != nil {
-			return nil, err
-		}
+	if err := o.secure(&opt.Password, opt.TLSConfig, clusterTLSScheme); err != nil {
+		return nil, err
 	}
 	opt.ClientName = "indexer"
 	// Slot migrations answer MOVED, ASK and TRYAGAIN for a while: follow

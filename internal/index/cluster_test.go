@@ -32,17 +32,7 @@ func clusterIndex(t *testing.T, cfg index.Config) (*index.Index, *redis.ClusterC
 		t.Fatal(err)
 	}
 	cfg.Layout = &l
-	if cfg.Now == nil {
-		cfg.Now = func() time.Time { return time.UnixMilli(1_700_000_000_000) }
-	}
-	x, err := index.New(c, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Load(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	return x, c, rc
+	return openIndex(t, c, cfg), c, rc
 }
 
 // clusterKeys returns every key of the cluster and the number of masters

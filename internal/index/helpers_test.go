@@ -26,7 +26,7 @@ func newIndex(t *testing.T, cfg index.Config) (*index.Index, *redis.Client) {
 	return openIndex(t, c, cfg), c
 }
 
-func openIndex(t *testing.T, c *redis.Client, cfg index.Config) *index.Index {
+func openIndex(t *testing.T, c index.Client, cfg index.Config) *index.Index {
 	t.Helper()
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return time.UnixMilli(1_700_000_000_000) }
