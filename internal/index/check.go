@@ -71,7 +71,7 @@ func newRecount() *recount {
 // cluster), so a Part the registry misses is reported too.
 func (x *Index) checkTable(ctx context.Context, db, table string, rep *CheckReport) error {
 	l := x.layout
-	parts, err := x.parts(ctx, db, table)
+	parts, err := x.Parts(ctx, db, table)
 	if err != nil {
 		return err
 	}
@@ -242,7 +242,7 @@ func (x *Index) CollectTombstones(ctx context.Context, before time.Time) (int, e
 	}
 	total := 0
 	for _, t := range tables {
-		parts, err := x.parts(ctx, t[0], t[1])
+		parts, err := x.Parts(ctx, t[0], t[1])
 		if err != nil {
 			return total, err
 		}

@@ -160,7 +160,7 @@ func (x *Index) Tombstones(ctx context.Context, db, table string) (int64, error)
 // countTombstones counts a table's tombstones scored up to max (a ZCOUNT
 // bound), over its Parts.
 func (x *Index) countTombstones(ctx context.Context, db, table, max string) (int64, error) {
-	parts, err := x.parts(ctx, db, table)
+	parts, err := x.Parts(ctx, db, table)
 	if err != nil {
 		return 0, err
 	}

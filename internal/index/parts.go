@@ -9,10 +9,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// parts returns the Parts of a table: the table itself in the gigapi
+// Parts returns the Parts of a table: the table itself in the gigapi
 // layout; in the cluster layout one per date in the table's registry
-// (Layout.Dates), in date order.
-func (x *Index) parts(ctx context.Context, db, table string) ([]Part, error) {
+// (Layout.Dates), in date order. Callers that work Part by Part (see
+// Layout) start here.
+func (x *Index) Parts(ctx context.Context, db, table string) ([]Part, error) {
 	if !x.layout.cluster {
 		return []Part{{Database: db, Table: table}}, nil
 	}
@@ -28,12 +29,6 @@ func (x *Index) parts(ctx context.Context, db, table string) ([]Part, error) {
 		}
 	}
 	return out, nil
-}
-
-// Parts returns the Parts of a table, as parts does; for callers that
-// work Part by Part (see Layout).
-func (x *Index) Parts(ctx context.Context, db, table string) ([]Part, error) {
-	return x.parts(ctx, db, table)
 }
 
 // masters is what a Redis Cluster client offers to reach every master;

@@ -163,7 +163,7 @@ func (x *Index) Publish(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for _, t := range tables {
-		parts, err := x.parts(ctx, t[0], t[1])
+		parts, err := x.Parts(ctx, t[0], t[1])
 		if err != nil {
 			return total, err
 		}
@@ -308,7 +308,7 @@ func (x *Index) Next(ctx context.Context, ref QueueRef) (Lease, error) {
 	if err := x.checkRef(ref); err != nil {
 		return Lease{}, err
 	}
-	parts, err := x.parts(ctx, ref.Database, ref.Table)
+	parts, err := x.Parts(ctx, ref.Database, ref.Table)
 	if err != nil {
 		return Lease{}, err
 	}
@@ -529,7 +529,7 @@ func (x *Index) Done(ctx context.Context, ref QueueRef, id, token string) error 
 // table, and the record; redis.Nil if none does. (In the cluster layout it
 // asks every Part of the table, in one pipelined round trip.)
 func (x *Index) findLease(ctx context.Context, db, table, id string) (Part, string, error) {
-	parts, err := x.parts(ctx, db, table)
+	parts, err := x.Parts(ctx, db, table)
 	if err != nil {
 		return Part{}, "", err
 	}

@@ -167,7 +167,7 @@ func (x *Index) Query(ctx context.Context, q Query) iter.Seq2[Entry, error] {
 // folders returns the folders of the query's table, from the folders:
 // hash of each of its Parts that may hold selected files.
 func (x *Index) folders(ctx context.Context, q Query) ([]string, error) {
-	parts, err := x.parts(ctx, q.Database, q.Table)
+	parts, err := x.Parts(ctx, q.Database, q.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +268,7 @@ func (x *Index) Tables(ctx context.Context) ([][2]string, error) {
 // its Parts (and the newest event time among them).
 func (x *Index) Stats(ctx context.Context, db, table string) (TableStats, error) {
 	s := TableStats{Database: db, Table: table, Dates: make(map[string]DateStats)}
-	parts, err := x.parts(ctx, db, table)
+	parts, err := x.Parts(ctx, db, table)
 	if err != nil {
 		return s, err
 	}
