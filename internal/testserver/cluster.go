@@ -398,6 +398,55 @@ func (rc *RedisCluster) SlotsOf(ctx context.Context, i int) ([]int, error) {
 	return out, nil
 }
 
+// Failover makes the first replica of the node serving as master i's
+// shard (Nodes[i] or, after an earlier failover, its replica) take over
+// with a graceful CLUSTER FAILOVER: the replica catches up with the
+// master's writes (clients of the master are paused meanwhile) and is
+// promoted, so no acknowledged write is lost; the old master becomes its
+// replica. It waits until the cluster is ok again and returns the new
+// master's index in Nodes. The cluster needs Replicas >= 1.
+func (rc *RedisCluster) Failover(ctx context.Context, i int) (int, error) {
+	replicas := (len(rc.Nodes) - rc.masters) / rc.masters
+	if replicas == 0 {
+		return -1, errors.New("testserver: failover needs a cluster with replicas")
+	}
+	// The shard's nodes: the first master and its replicas.
+	shard := []int{i}
+	for r := range replicas {
+		shard = append(shard, rc.masters+i*replicas+r)
+	}
+	var master, replica = -1, -1
+	for _, n := range shard {
+		role, err := rc.do(ctx, rc.Nodes[n], "ROLE").Slice()
+		if err != nil || len(role) == 0 {
+			return -1, fmt.Errorf("testserver: ROLE of %s: %v", rc.Nodes[n].Addr(), err)
+		}
+		if role[0] == "master" && master < 0 {
+			master = n
+		} else if role[0] == "slave" && replica < 0 {
+			replica = n
+		}
+	}
+	if master < 0 || replica < 0 {
+		return -1, fmt.Errorf("testserver: shard %d has no master and replica to fail over", i)
+	}
+	if err := rc.do(ctx, rc.Nodes[replica], "CLUSTER", "FAILOVER").Err(); err != nil {
+		return -1, fmt.Errorf("testserver: CLUSTER FAILOVER on %s: %w", rc.Nodes[replica].Addr(), err)
+	}
+	for {
+		role, err := rc.do(ctx, rc.Nodes[replica], "ROLE").Slice()
+		if err == nil && len(role) > 0 && role[0] == "master" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("testserver: %s not promoted: %w", rc.Nodes[replica].Addr(), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return replica, rc.WaitOK(ctx)
+}
+
 // KeySlots returns the slots of the keys master i holds now, sorted.
 func (rc *RedisCluster) KeySlots(ctx context.Context, i int) ([]int, error) {
 	c := rc.node(rc.Nodes[i])

@@ -42,9 +42,13 @@ type cenv struct {
 	sent   int
 }
 
-func newClusterEnv(t *testing.T) *cenv {
+func newClusterEnv(t *testing.T, cfg ...testserver.ClusterConfig) *cenv {
 	t.Helper()
-	rc := testserver.RedisClusterFor(t, testserver.ClusterConfig{})
+	var cc testserver.ClusterConfig
+	if len(cfg) > 0 {
+		cc = cfg[0]
+	}
+	rc := testserver.RedisClusterFor(t, cc)
 	l, err := index.NewClusterLayout("")
 	if err != nil {
 		t.Fatal(err)
@@ -308,4 +312,46 @@ func TestClusterCommands(t *testing.T) {
 	}
 	w.cmd.Process.Signal(syscall.SIGTERM)
 	<-w.done
+}
+
+// TestClusterFailover runs two workers on a cluster of 3 masters with a
+// replica each while writers publish, and fails two of the masters over
+// to their replicas meanwhile (graceful CLUSTER FAILOVER: the replica
+// catches up, is promoted; the old master's clients get MOVED and
+// connection errors, the workers retry), then checks the index.
+func TestClusterFailover(t *testing.T) {
+	c := newClusterEnv(t, testserver.ClusterConfig{Replicas: 1})
+	ctx := t.Context()
+	history := clusterHistory(4000, 41)
+	c.publish(history[:2000])
+	for i := range 2 {
+		c.start(fmt.Sprintf("w%d", i+1), nil, "--source", "redis", "--claim-min-idle", "2s", "--batch-size", "100")
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 2000; i < len(history); i += 100 {
+			c.publish(history[i : i+100])
+			select {
+			case <-done:
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	waitFor(t, time.Minute, "the workers to apply some events", func() bool {
+		_, pending, err := c.backlog(ctx)
+		return err == nil && pending > 0
+	})
+	for _, m := range []int{0, 1} {
+		n, err := c.rc.Failover(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("master %d failed over to %s", m, c.rc.Nodes[n].Addr())
+	}
+	close(done)
+	wg.Wait()
+	c.finish("cluster-failover", 2)
 }
