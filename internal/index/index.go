@@ -173,7 +173,8 @@ func (x *Index) Apply(ctx context.Context, events []event.Event) (Result, error)
 	}
 	res := Result{Outcomes: make([]Outcome, 0, len(events))}
 	if !x.layout.cluster {
-		return res, x.applyCalls(ctx, events, &res)
+		err := x.applyCalls(ctx, events, &res)
+		return res, err
 	}
 	// Group the events by Part, in order of first appearance.
 	at := make(map[Part]int)
