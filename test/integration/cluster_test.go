@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,6 +80,24 @@ func (c *cenv) publish(events []event.Event) {
 		c.sent += n
 		events = events[n:]
 	}
+}
+
+// publishMeanwhile publishes events in chunks of 100 every 50 ms in
+// another goroutine, or at once when stop is called; stop returns when
+// all were published.
+func (c *cenv) publishMeanwhile(events []event.Event) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for i := 0; i < len(events); i += 100 {
+			c.publish(events[i:min(i+100, len(events))])
+			select {
+			case <-done:
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // backlog returns the entries the group has not read and those it has
@@ -189,19 +206,7 @@ func TestClusterSlotMigration(t *testing.T) {
 	for i := range 3 {
 		workers = append(workers, c.start(fmt.Sprintf("w%d", i+1), nil, "--source", "redis", "--claim-min-idle", "2s", "--batch-size", "100"))
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the writers go on while slots move
-		defer wg.Done()
-		for i := 3000; i < len(history); i += 100 {
-			c.publish(history[i : i+100])
-			select {
-			case <-done:
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
+	stop := c.publishMeanwhile(history[3000:]) // the writers go on while slots move
 	waitFor(t, time.Minute, "the index to spread over the masters", func() bool {
 		for i := range 3 {
 			if slots, err := c.rc.KeySlots(ctx, i); err != nil || len(slots) < 2 {
@@ -223,8 +228,7 @@ func TestClusterSlotMigration(t *testing.T) {
 		moved += n
 		migrations += len(slots)
 	}
-	close(done)
-	wg.Wait()
+	stop()
 	unread, pending, _ := c.backlog(ctx)
 	if moved < 100 {
 		t.Fatalf("the migrations moved %d keys, want many", moved)
@@ -327,19 +331,7 @@ func TestClusterFailover(t *testing.T) {
 	for i := range 2 {
 		c.start(fmt.Sprintf("w%d", i+1), nil, "--source", "redis", "--claim-min-idle", "2s", "--batch-size", "100")
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 2000; i < len(history); i += 100 {
-			c.publish(history[i : i+100])
-			select {
-			case <-done:
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
+	stop := c.publishMeanwhile(history[2000:])
 	waitFor(t, time.Minute, "the workers to apply some events", func() bool {
 		_, pending, err := c.backlog(ctx)
 		return err == nil && pending > 0
@@ -351,7 +343,6 @@ func TestClusterFailover(t *testing.T) {
 		}
 		t.Logf("master %d failed over to %s", m, c.rc.Nodes[n].Addr())
 	}
-	close(done)
-	wg.Wait()
+	stop()
 	c.finish("cluster-failover", 2)
 }
