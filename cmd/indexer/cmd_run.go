@@ -113,7 +113,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 					return err
 				}
 			}
-			if src, err = jetstream.New(ctx, js, jetstream.Config{Stream: so.stream, Consumer: so.group, Logger: log}); err != nil {
+			if src, err = jetstream.New(ctx, js, jetstream.Config{Stream: so.stream, Consumer: so.group, MaxDeliver: wo.maxDeliver, Logger: log}); err != nil {
 				return err
 			}
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return jetstream.Oldest(ctx, js, so.stream) }

@@ -57,7 +57,7 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 	no := addNATSFlags(fs, false)
 	nso := addNATSSetupFlags(fs)
 	from := fs.String("from", "0", "redis: where a new group starts: 0 (the stream's first entry) or an entry `ID`; an existing group is never moved (see 'indexer group reset')")
-	maxDeliver := fs.Int("max-deliver", 5, "nats: deliveries after which the worker dead-letters a message (must match the workers' --max-deliver)")
+	maxDeliver := fs.Int("max-deliver", 5, "nats: the workers' --max-deliver: the consumer lets the server deliver a message this many times plus one (a lower limit of an existing consumer is raised)")
 	workers := fs.Int("workers", 3, "nats: expected worker `count`, to size max-ack-pending")
 	batch := fs.Int("batch-size", 1000, "nats: the workers' --batch-size, to size max-ack-pending")
 	return func(ctx context.Context, args []string) error {

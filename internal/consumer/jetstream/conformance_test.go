@@ -89,7 +89,7 @@ func (e *env) NewSource(t *testing.T, name string) consumer.Source {
 	_, js := testConn(t, e.url, name)
 	src, err := New(context.Background(), js, Config{
 		Stream: e.cfg.Stream, Consumer: e.cfg.Consumer, SubjectPrefix: e.cfg.SubjectPrefix,
-		DeadLetterPrefix: e.cfg.DeadLetterPrefix, Logger: slog.New(slog.DiscardHandler),
+		DeadLetterPrefix: e.cfg.DeadLetterPrefix, MaxDeliver: e.cfg.MaxDeliver, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

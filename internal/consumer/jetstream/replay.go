@@ -110,7 +110,7 @@ func NewReplay(ctx context.Context, js natsjs.JetStream, cfg ReplayConfig) (*Rep
 		OptStartSeq:       start,
 		AckPolicy:         natsjs.AckExplicitPolicy,
 		AckWait:           cfg.AckWait,
-		MaxDeliver:        cfg.MaxDeliver + 1,
+		MaxDeliver:        serverMaxDeliver(cfg.MaxDeliver),
 		MaxAckPending:     cfg.MaxAckPending,
 		ReplayPolicy:      natsjs.ReplayInstantPolicy,
 		InactiveThreshold: cfg.Inactive,
@@ -119,7 +119,7 @@ func NewReplay(ctx context.Context, js natsjs.JetStream, cfg ReplayConfig) (*Rep
 		return nil, fmt.Errorf("jetstream: replay: create consumer %q on stream %q at sequence %d: %w", cfg.Name, cfg.Stream, start, err)
 	}
 	r := &Replay{js: js, cfg: cfg, start: start, end: end}
-	src, err := New(ctx, js, Config{Stream: cfg.Stream, Consumer: cfg.Name, Logger: cfg.Logger})
+	src, err := New(ctx, js, Config{Stream: cfg.Stream, Consumer: cfg.Name, MaxDeliver: cfg.MaxDeliver, Logger: cfg.Logger})
 	if err != nil {
 		r.Close(ctx)
 		return nil, err

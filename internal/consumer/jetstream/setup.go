@@ -43,8 +43,9 @@ type SetupConfig struct {
 	// MaxDeliver is the worker's delivery limit: a message delivered more
 	// often goes to the dead-letter stream. The consumer's own MaxDeliver
 	// is set one higher, so the worker still sees that last delivery and
-	// dead-letters it instead of the server dropping it silently.
-	// Default 5.
+	// dead-letters it instead of the server dropping it silently. An
+	// existing consumer with a lower MaxDeliver is raised to it in place;
+	// a higher one (or none) is kept (see maxdeliver.go). Default 5.
 	MaxDeliver int
 	// MaxAckPending bounds the messages delivered and not yet
 	// acknowledged, across all workers; it should exceed workers × batch
@@ -177,7 +178,7 @@ func (c *SetupConfig) consumer() natsjs.ConsumerConfig {
 		DeliverPolicy: natsjs.DeliverAllPolicy,
 		AckPolicy:     natsjs.AckExplicitPolicy,
 		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver + 1,
+		MaxDeliver:    serverMaxDeliver(c.MaxDeliver),
 		MaxAckPending: c.MaxAckPending,
 		ReplayPolicy:  natsjs.ReplayInstantPolicy,
 		Replicas:      c.Replicas,
@@ -269,8 +270,16 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created b
 		return false, warnings, fmt.Errorf("jetstream setup: consumer %q on stream %q: %w", cfg.Consumer, cfg.Stream, err)
 	}
 	if !c3 {
-		if diffs := compareConsumer(&cons.CachedInfo().Config, &want); len(diffs) > 0 {
+		have := cons.CachedInfo().Config
+		if diffs := compareConsumer(&have, &want); len(diffs) > 0 {
 			return false, warnings, &MismatchError{Kind: "consumer", Name: cfg.Consumer, Stream: cfg.Stream, Diffs: diffs}
+		}
+		if !allowsDeliveries(have.MaxDeliver, want.MaxDeliver) {
+			if err := raiseMaxDeliver(ctx, js, cfg.Stream, have, want.MaxDeliver); err != nil {
+				return false, warnings, fmt.Errorf("jetstream setup: %w", err)
+			}
+			warnings = append(warnings, fmt.Sprintf("consumer %s: max_deliver raised from %d to %d (--max-deliver %d plus one), so that the server delivers a message as often as the workers need",
+				cfg.Consumer, have.MaxDeliver, want.MaxDeliver, cfg.MaxDeliver))
 		}
 		if cfg.DeliverFrom != (DeliverFrom{}) {
 			warnings = append(warnings, fmt.Sprintf("consumer %s exists already: DeliverFrom was ignored (it only applies to a new consumer)", cfg.Consumer))
@@ -355,10 +364,7 @@ func compareConsumer(have, want *natsjs.ConsumerConfig) []FieldDiff {
 	}
 	d.add("ack_policy", have.AckPolicy, want.AckPolicy)
 	d.add("ack_wait", have.AckWait, want.AckWait)
-	if have.MaxDeliver != want.MaxDeliver {
-		d = append(d, FieldDiff{Field: "max_deliver", Have: fmt.Sprint(have.MaxDeliver),
-			Want: fmt.Sprintf("%d (the worker's MaxDeliver %d plus one)", want.MaxDeliver, want.MaxDeliver-1)})
-	}
+	// max_deliver is raised in place when lower (Setup), never a mismatch.
 	d.add("max_ack_pending", have.MaxAckPending, want.MaxAckPending)
 	d.add("filter_subject", quoteOrNone(have.FilterSubject+strings.Join(have.FilterSubjects, ",")), quoteOrNone(""))
 	return d

@@ -29,6 +29,12 @@ type Config struct {
 	// DeadLetterPrefix: a dead letter is published to
 	// <prefix>.<database>.<table>. Default "idx.dlq".
 	DeadLetterPrefix string
+	// MaxDeliver is the worker's delivery limit, the loop's
+	// consumer.Config.MaxDeliver (--max-deliver): the loop dead-letters a
+	// message on delivery MaxDeliver+1, so the consumer must allow that
+	// many. New raises a lower consumer MaxDeliver to MaxDeliver+1, or
+	// fails if it cannot. Default 5 (the loop's default).
+	MaxDeliver int
 	// RequestTimeout bounds each wait for the server (the confirmation of
 	// an Ack or DeadLetter, a PubAck, a lookup) when the caller's context
 	// has no earlier deadline. Default 10 s.
@@ -64,7 +70,6 @@ type Source struct {
 	msgs        chan *nats.Msg
 	status      chan nats.Status
 	ackWait     time.Duration
-	maxDeliver  int
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -92,7 +97,10 @@ var (
 // creates neither the stream nor the consumer: a missing one is an error
 // wrapping consumer.ErrStreamMissing or consumer.ErrGroupMissing that says
 // to run 'indexer setup --source nats'. The consumer must be a pull
-// consumer with explicit acks. ExtendEvery is a third of its AckWait.
+// consumer with explicit acks. If it delivers a message fewer than
+// MaxDeliver+1 times, New raises its MaxDeliver (see maxdeliver.go) and
+// logs it, or, if the server refuses, fails with one line naming both
+// limits and the fix. ExtendEvery is a third of its AckWait.
 func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) {
 	if cfg.Stream == "" {
 		cfg.Stream = DefaultStream
@@ -112,6 +120,12 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 5
+	}
+	if cfg.MaxDeliver < 1 {
+		return nil, fmt.Errorf("jetstream: MaxDeliver %d: want at least 1", cfg.MaxDeliver)
+	}
 	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 	if errors.Is(err, natsjs.ErrNotPullConsumer) {
 		return nil, fmt.Errorf("jetstream: consumer %q on stream %q is a push consumer; the indexer needs a pull consumer: delete it with 'nats consumer rm %s %s' and run 'indexer setup --source nats'",
@@ -125,6 +139,13 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) 
 		return nil, fmt.Errorf("jetstream: consumer %q on stream %q has ack policy %s; the indexer needs explicit acks: delete it with 'nats consumer rm %s %s' and run 'indexer setup --source nats'",
 			cfg.Consumer, cfg.Stream, cc.AckPolicy, cfg.Stream, cfg.Consumer)
 	}
+	if need := serverMaxDeliver(cfg.MaxDeliver); !allowsDeliveries(cc.MaxDeliver, need) {
+		if err := raiseMaxDeliver(ctx, js, cfg.Stream, cc, need); err != nil {
+			return nil, maxDeliverError(&cfg, cc.MaxDeliver, err)
+		}
+		cfg.Logger.Warn("raised the consumer's max_deliver so that the server delivers a message as often as the worker needs (see README, NATS JetStream)",
+			"stream", cfg.Stream, "consumer", cfg.Consumer, "from", cc.MaxDeliver, "to", need, "max_deliver", cfg.MaxDeliver)
+	}
 	nc := js.Conn()
 	s := &Source{
 		js:          js,
@@ -136,7 +157,6 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) 
 		inbox:       nc.NewInbox() + ".",
 		msgs:        make(chan *nats.Msg, fetchBuffer),
 		ackWait:     cc.AckWait,
-		maxDeliver:  cc.MaxDeliver,
 		done:        make(chan struct{}),
 	}
 	if s.sub, err = nc.ChanSubscribe(s.inbox+"*", s.msgs); err != nil {
@@ -178,11 +198,6 @@ func lookupError(cfg *Config, err error) error {
 
 // ExtendEvery is a third of the consumer's AckWait.
 func (s *Source) ExtendEvery() time.Duration { return s.ackWait / 3 }
-
-// MaxDeliver is the delivery limit the consumer was set up for (its
-// server-side MaxDeliver minus one, see SetupConfig.MaxDeliver), for the
-// loop's consumer.Config.MaxDeliver; 0 if the consumer has no limit.
-func (s *Source) MaxDeliver() int { return max(s.maxDeliver-1, 0) }
 
 // Fetch returns up to max messages, waiting at most wait for the first
 // one (see the package comment). Messages brought by an earlier pull
