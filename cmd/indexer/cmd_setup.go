@@ -106,7 +106,8 @@ func natsSetup(ctx context.Context, a *app, js natsjs.JetStream, cfg jetstream.S
 		fmt.Fprintf(a.stderr, "warning: %s\n", w)
 	}
 	if created {
-		fmt.Fprintf(a.stdout, "created stream %q (subjects idx.events.>), dead-letter stream %q and durable consumer %q\n", cfg.Stream, cfg.DeadLetters, cfg.Consumer)
+		fmt.Fprintf(a.stdout, "created stream %q (subjects idx.events.>), dead-letter stream %q, durable consumer %q and the stream of its max-deliveries advisories (%q unless one existed)\n",
+			cfg.Stream, cfg.DeadLetters, cfg.Consumer, jetstream.DefaultAdvisories(cfg.Stream))
 	} else {
 		fmt.Fprintf(a.stdout, "stream %q and consumer %q exist with a compatible configuration; left unchanged\n", cfg.Stream, cfg.Consumer)
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,13 @@ func (e *natsEnv) natsJS() natsjs.JetStream {
 // fails at once when the event vanished instead: delivered, no longer
 // pending nor unread, and not dead-lettered.
 func (e *natsEnv) awaitDeadLetter(js natsjs.JetStream, within time.Duration) deadLetter {
+	return e.awaitDeadLetterOr(js, within, true)
+}
+
+// awaitDeadLetterOr is awaitDeadLetter; with vanish false, a message the
+// server gave up on is waited for (the workers dead-letter it from the
+// server's advisory).
+func (e *natsEnv) awaitDeadLetterOr(js natsjs.JetStream, within time.Duration, vanish bool) deadLetter {
 	e.t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(within)
@@ -62,7 +70,7 @@ func (e *natsEnv) awaitDeadLetter(js natsjs.JetStream, within time.Duration) dea
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if ci.Delivered.Stream >= 1 && ci.NumPending == 0 && ci.NumAckPending == 0 {
+		if vanish && ci.Delivered.Stream >= 1 && ci.NumPending == 0 && ci.NumAckPending == 0 {
 			// Read the dead letters once more: the dead letter is
 			// published before the original is terminated.
 			if info, err := dlq.Info(ctx); err == nil && info.State.Msgs > 0 {
@@ -113,5 +121,69 @@ func TestNATSMaxDeliverAboveConsumer(t *testing.T) {
 	}
 	if n := w.metric(t, `indexer_dead_letters_total{kind="max_deliver",source="nats"}`); n != 1 {
 		t.Errorf("indexer_dead_letters_total{kind=max_deliver} = %v, want 1", n)
+	}
+}
+
+// TestNATSServerGaveUpDeadLettered: the second line of defence. An
+// operator lowers the consumer's max_deliver to 2 under two running
+// workers (--max-deliver 5): the server stops delivering a refused event
+// after 2 deliveries, and the workers dead-letter it from the server's
+// advisory, once, with the server's reason, counted once and with one
+// ALARM. A worker started afterwards raises max_deliver again.
+func TestNATSServerGaveUpDeadLettered(t *testing.T) {
+	e := &natsEnv{env: newEnv(t, testserver.RedisConfig{}), nats: testserver.NATS(t)}
+	e.vars = append(e.vars, "INDEXER_NATS_URL="+e.nats.ClientURL(), "INDEXER_SOURCE=nats")
+	e.must("", "setup", "--ack-wait", "500ms")
+	js := e.natsJS()
+	ctx := context.Background()
+	if err := e.rdb.Set(ctx, "files:db8:t8:date=2024-01-15", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w1 := e.start("w1", nil, natsWorkerArgs()...)
+	w2 := e.start("w2", nil, natsWorkerArgs()...)
+	w1.waitLog(t, "worker started", 30*time.Second)
+	w2.waitLog(t, "worker started", 30*time.Second)
+	c, err := js.Consumer(ctx, "IDX_EVENTS", "indexer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.CachedInfo().Config
+	cc.MaxDeliver = 2
+	if _, err := js.UpdateConsumer(ctx, "IDX_EVENTS", cc); err != nil {
+		t.Fatal(err)
+	}
+	e.must(refusedEvent, "publish")
+
+	d := e.awaitDeadLetterOr(js, time.Minute, false)
+	if d.Deliveries != 2 || d.OriginalID != "1" || !strings.Contains(d.Reason, "the server stopped delivering it after 2 deliveries") {
+		t.Errorf("dead letter %+v, want the server's reason after 2 deliveries", d)
+	}
+	kind := `indexer_dead_letters_total{kind="server_max_deliver",source="nats"}`
+	deadline := time.Now().Add(10 * time.Second)
+	for w1.metric(t, kind)+w2.metric(t, kind) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // counted right after the dead letter's PubAck
+	}
+	if n := w1.metric(t, kind) + w2.metric(t, kind); n != 1 {
+		t.Errorf("%s summed over the workers = %v, want 1", kind, n)
+	}
+	alarms := 0
+	for _, w := range []*worker{w1, w2} {
+		b, _ := os.ReadFile(w.logPath)
+		alarms += strings.Count(string(b), "ALARM: the server stopped delivering a message")
+	}
+	if alarms != 1 {
+		t.Errorf("%d ALARM lines, want 1", alarms)
+	}
+	if ci, err := c.Info(ctx); err != nil || ci.NumAckPending != 0 || ci.NumPending != 0 {
+		t.Errorf("consumer after the dead letter: %+v, %v; want nothing pending", ci, err)
+	}
+	if n := len(e.deadLetters(js)); n != 1 {
+		t.Errorf("%d dead letters, want 1", n)
+	}
+
+	w3 := e.start("w3", nil, natsWorkerArgs()...)
+	w3.waitLog(t, "raised the consumer's max_deliver", 30*time.Second)
+	if ci, err := c.Info(ctx); err != nil || ci.Config.MaxDeliver != 6 {
+		t.Errorf("consumer max_deliver after a new worker started: %v, want 6", err)
 	}
 }

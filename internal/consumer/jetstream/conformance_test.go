@@ -80,6 +80,7 @@ func (h *harness) Setup(t *testing.T, opts consumertest.Options) consumertest.En
 	t.Cleanup(func() {
 		js.DeleteStream(ctx, cfg.Stream)
 		js.DeleteStream(ctx, cfg.DeadLetters)
+		js.DeleteStream(ctx, DefaultAdvisories(cfg.Stream))
 	})
 	return &env{cfg: cfg, url: h.srv.ClientURL(), js: js, pub: NewPublisher(js, PublisherConfig{SubjectPrefix: cfg.SubjectPrefix})}
 }

@@ -36,6 +36,14 @@ type SetupConfig struct {
 	// Consumer is the durable pull consumer all workers share.
 	// Default "indexer".
 	Consumer string
+	// Advisories is the stream that stores the server's max-deliveries
+	// advisories of Stream's consumers
+	// ($JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<Stream>.*), with a
+	// durable consumer named Consumer that the workers read (see
+	// Advisories). It is kept as long as Stream (MaxAge). When a stream
+	// captures those advisories already, whatever its name, that one is
+	// used. Default "<Stream>_MAX_DELIVERIES".
+	Advisories string
 	// AckWait is how long a delivered message may stay unacknowledged
 	// before it is delivered again (workers renew it with InProgress while
 	// they apply a batch). Default 30 s.
@@ -93,6 +101,7 @@ func (c *SetupConfig) setDefaults() error {
 	def(&c.DeadLetters, DefaultDeadLetters)
 	def(&c.DeadLetterPrefix, DefaultDeadLetterPrefix)
 	def(&c.Consumer, DefaultConsumer)
+	def(&c.Advisories, DefaultAdvisories(c.Stream))
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second
 	}
@@ -230,15 +239,19 @@ func (e *MismatchError) Error() string {
 	return b.String()
 }
 
-// Setup creates the events stream, the dead-letter stream and the durable
-// pull consumer, idempotently: what exists with the same settings is left
-// alone. created reports whether anything was created. A stream or
-// consumer that exists with different settings is a *MismatchError naming
-// each differing field and how to fix it; nothing is changed then.
+// Setup creates the events stream, the dead-letter stream, the durable
+// pull consumer, and the advisory stream with its consumer (see
+// SetupConfig.Advisories), idempotently: what exists with the same
+// settings is left alone. created reports whether anything was created. A
+// stream or consumer that exists with different settings is a
+// *MismatchError naming each differing field and how to fix it; nothing
+// is changed then — except a consumer MaxDeliver lower than
+// SetupConfig.MaxDeliver needs, which is raised in place.
 //
 // warnings are for the operator: limits under which the stream discards
 // messages the consumer may not have read yet (MaxAge, MaxBytes, MaxMsgs
-// with discard "old"), a DeliverFrom that was ignored, and the like.
+// with discard "old"), a DeliverFrom that was ignored, a MaxDeliver that
+// was raised, and the like.
 func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created bool, warnings []string, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return false, nil, err
@@ -285,7 +298,13 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created b
 			warnings = append(warnings, fmt.Sprintf("consumer %s exists already: DeliverFrom was ignored (it only applies to a new consumer)", cfg.Consumer))
 		}
 	}
-	return c1 || c2 || c3, warnings, nil
+	// The advisory stream keeps its advisories as long as the events
+	// stream keeps the messages they name: no warning of its own.
+	c4, err := setupAdvisories(ctx, js, &cfg)
+	if err != nil {
+		return false, warnings, err
+	}
+	return c1 || c2 || c3 || c4, warnings, nil
 }
 
 // ensureStream creates the stream if it does not exist, else compares its

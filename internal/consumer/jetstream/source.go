@@ -102,29 +102,8 @@ var (
 // logs it, or, if the server refuses, fails with one line naming both
 // limits and the fix. ExtendEvery is a third of its AckWait.
 func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) {
-	if cfg.Stream == "" {
-		cfg.Stream = DefaultStream
-	}
-	if cfg.Consumer == "" {
-		cfg.Consumer = DefaultConsumer
-	}
-	if cfg.SubjectPrefix == "" {
-		cfg.SubjectPrefix = DefaultSubjectPrefix
-	}
-	if cfg.DeadLetterPrefix == "" {
-		cfg.DeadLetterPrefix = DefaultDeadLetterPrefix
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.MaxDeliver == 0 {
-		cfg.MaxDeliver = 5
-	}
-	if cfg.MaxDeliver < 1 {
-		return nil, fmt.Errorf("jetstream: MaxDeliver %d: want at least 1", cfg.MaxDeliver)
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
 	}
 	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 	if errors.Is(err, natsjs.ErrNotPullConsumer) {
@@ -170,6 +149,34 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) 
 	}
 	s.status = nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	return s, nil
+}
+
+func (cfg *Config) setDefaults() error {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = DefaultConsumer
+	}
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if cfg.DeadLetterPrefix == "" {
+		cfg.DeadLetterPrefix = DefaultDeadLetterPrefix
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 5
+	}
+	if cfg.MaxDeliver < 1 {
+		return fmt.Errorf("jetstream: MaxDeliver %d: want at least 1", cfg.MaxDeliver)
+	}
+	return nil
 }
 
 func apiPrefix(o natsjs.JetStreamOptions) string {
