@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 )
 
@@ -52,7 +53,8 @@ const fetchBuffer = 1 << 16
 
 // Source reads a JetStream durable pull consumer. It implements
 // consumer.Source, consumer.Extender (InProgress renews a message's
-// AckWait) and consumer.Lagger (the consumer's NumPending).
+// AckWait), consumer.Lagger (the consumer's NumPending) and
+// consumer.Checker (an event must come on its table's subject).
 //
 // As consumer.Source says, Fetch is called from one goroutine, and Ack,
 // DeadLetter, Extend and Lag from others, concurrently with it. Close may
@@ -91,6 +93,7 @@ var (
 	_ consumer.Source   = (*Source)(nil)
 	_ consumer.Extender = (*Source)(nil)
 	_ consumer.Lagger   = (*Source)(nil)
+	_ consumer.Checker  = (*Source)(nil)
 )
 
 // New looks up the durable consumer and returns a Source reading it. It
@@ -433,6 +436,19 @@ func (s *Source) withTimeout(ctx context.Context) (context.Context, context.Canc
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
+}
+
+// CheckEvent checks that m was published on the subject of e's table,
+// <SubjectPrefix>.<database>.<table>: with subject permissions
+// (publish allowed on idx.events.<db>.<table> only), a writer can then
+// write only its own tables, whatever its events say. The loop
+// dead-letters a message that fails, with the error as its reason.
+func (s *Source) CheckEvent(m *consumer.Message, e *event.Event) error {
+	if onTableSubject(m.Subject, s.cfg.SubjectPrefix, e.Database, e.Table) {
+		return nil
+	}
+	return fmt.Errorf("subject mismatch: the event is for database %q, table %q, whose events are published to %s, but it was published to %s: a writer may publish only to its tables' subjects",
+		e.Database, e.Table, TableSubject(s.cfg.SubjectPrefix, e.Database, e.Table), m.Subject)
 }
 
 // Lag is the consumer's NumPending: messages of the stream it has not
