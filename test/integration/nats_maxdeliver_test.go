@@ -11,7 +11,6 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
-	"github.com/streamindex/indexer/internal/testserver"
 )
 
 // refusedEvent is a valid db8/t8 event of 2024-01-15: with a string at
@@ -36,17 +35,12 @@ func (e *natsEnv) natsJS() natsjs.JetStream {
 	return js
 }
 
-// awaitDeadLetter waits until the dead-letter stream holds a message, and
-// fails at once when the event vanished instead: delivered, no longer
-// pending nor unread, and not dead-lettered.
-func (e *natsEnv) awaitDeadLetter(js natsjs.JetStream, within time.Duration) deadLetter {
-	return e.awaitDeadLetterOr(js, within, true)
-}
-
-// awaitDeadLetterOr is awaitDeadLetter; with vanish false, a message the
-// server gave up on is waited for (the workers dead-letter it from the
-// server's advisory).
-func (e *natsEnv) awaitDeadLetterOr(js natsjs.JetStream, within time.Duration, vanish bool) deadLetter {
+// awaitDeadLetter waits until the dead-letter stream holds a message and
+// returns the first. With vanish, it fails at once when the event vanished
+// instead: delivered, no longer pending nor unread, and not dead-lettered
+// (without, a message the server gave up on is waited for: the workers
+// dead-letter it from the server's advisory).
+func (e *natsEnv) awaitDeadLetter(js natsjs.JetStream, within time.Duration, vanish bool) deadLetter {
 	e.t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(within)
@@ -99,14 +93,12 @@ func (e *natsEnv) deadLetters(js natsjs.JetStream) []deadLetter {
 
 // TestNATSMaxDeliverAboveConsumer is the reproduction of issue 12 item 1:
 // setup with the default --max-deliver (5: the consumer's MaxDeliver is
-// 6), a worker with --max-deliver 10, an event the index refuses. The
+// 6; a short --ack-wait only makes redeliveries quick), a worker with --max-deliver 10, an event the index refuses. The
 // worker raises the consumer's MaxDeliver to 11 at start, so it sees the
 // 11th delivery and dead-letters the event; before, the server stopped
 // delivering it after 6 and it vanished without a trace.
 func TestNATSMaxDeliverAboveConsumer(t *testing.T) {
-	e := &natsEnv{env: newEnv(t, testserver.RedisConfig{}), nats: testserver.NATS(t)}
-	e.vars = append(e.vars, "INDEXER_NATS_URL="+e.nats.ClientURL(), "INDEXER_SOURCE=nats")
-	e.must("", "setup", "--ack-wait", "500ms")
+	e := newNATSEnv(t, 500*time.Millisecond) // --max-deliver 5, the default
 	js := e.natsJS()
 	if err := e.rdb.Set(context.Background(), "files:db8:t8:date=2024-01-15", "x", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -115,7 +107,7 @@ func TestNATSMaxDeliverAboveConsumer(t *testing.T) {
 	w.waitLog(t, "worker started", 30*time.Second)
 	e.must(refusedEvent, "publish")
 
-	d := e.awaitDeadLetter(js, 2*time.Minute)
+	d := e.awaitDeadLetter(js, 2*time.Minute, true)
 	if d.Deliveries != 11 || !strings.Contains(d.Reason, "11 times") {
 		t.Errorf("dead letter %+v, want 11 deliveries and the worker's reason", d)
 	}
@@ -131,9 +123,7 @@ func TestNATSMaxDeliverAboveConsumer(t *testing.T) {
 // advisory, once, with the server's reason, counted once and with one
 // ALARM. A worker started afterwards raises max_deliver again.
 func TestNATSServerGaveUpDeadLettered(t *testing.T) {
-	e := &natsEnv{env: newEnv(t, testserver.RedisConfig{}), nats: testserver.NATS(t)}
-	e.vars = append(e.vars, "INDEXER_NATS_URL="+e.nats.ClientURL(), "INDEXER_SOURCE=nats")
-	e.must("", "setup", "--ack-wait", "500ms")
+	e := newNATSEnv(t, 500*time.Millisecond) // --max-deliver 5, the default
 	js := e.natsJS()
 	ctx := context.Background()
 	if err := e.rdb.Set(ctx, "files:db8:t8:date=2024-01-15", "x", 0).Err(); err != nil {
@@ -154,7 +144,7 @@ func TestNATSServerGaveUpDeadLettered(t *testing.T) {
 	}
 	e.must(refusedEvent, "publish")
 
-	d := e.awaitDeadLetterOr(js, time.Minute, false)
+	d := e.awaitDeadLetter(js, time.Minute, false)
 	if d.Deliveries != 2 || d.OriginalID != "1" || !strings.Contains(d.Reason, "the server stopped delivering it after 2 deliveries") {
 		t.Errorf("dead letter %+v, want the server's reason after 2 deliveries", d)
 	}

@@ -236,13 +236,8 @@ func TestAdvisoriesAcrossServerRestart(t *testing.T) {
 // uses a stream that captures the advisories already; NewAdvisories
 // explains a missing one.
 func TestSetupAdvisories(t *testing.T) {
-	srv := testserver.NATS(t)
-	_, js := testConn(t, srv.ClientURL(), "setup")
+	js, cfg := setUp(t)
 	ctx := context.Background()
-	cfg := testNames(1)
-	if _, _, err := Setup(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
 	s, err := js.Stream(ctx, "T1_MAX_DELIVERIES")
 	if err != nil {
 		t.Fatal(err)

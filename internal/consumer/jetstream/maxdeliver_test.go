@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-
-	"github.com/streamindex/indexer/internal/testserver"
 )
 
 func consumerConfig(t *testing.T, js natsjs.JetStream, stream, name string) natsjs.ConsumerConfig {
@@ -130,12 +128,8 @@ func TestNewRefusesWhenMaxDeliverCannotBeRaised(t *testing.T) {
 // raises the consumer's MaxDeliver in place and says so; a lower one is
 // compatible and changes nothing.
 func TestSetupRaisesMaxDeliver(t *testing.T) {
-	_, js := testConn(t, testserver.NATS(t).ClientURL(), "setup")
+	js, cfg := setUp(t)
 	ctx := context.Background()
-	cfg := testNames(1)
-	if _, _, err := Setup(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
 	cfg.MaxDeliver = 10
 	created, warnings, err := Setup(ctx, js, cfg)
 	if err != nil || created {

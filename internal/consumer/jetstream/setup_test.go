@@ -53,14 +53,20 @@ func TestSetupIdempotent(t *testing.T) {
 	}
 }
 
-func TestSetupMismatchNamesFields(t *testing.T) {
-	srv := testserver.NATS(t)
-	_, js := testConn(t, srv.ClientURL(), "setup")
-	ctx := context.Background()
+// setUp starts a server and runs Setup with testNames(1) on it.
+func setUp(t *testing.T) (natsjs.JetStream, SetupConfig) {
+	t.Helper()
+	_, js := testConn(t, testserver.NATS(t).ClientURL(), "setup")
 	cfg := testNames(1)
-	if _, _, err := Setup(ctx, js, cfg); err != nil {
+	if _, _, err := Setup(context.Background(), js, cfg); err != nil {
 		t.Fatal(err)
 	}
+	return js, cfg
+}
+
+func TestSetupMismatchNamesFields(t *testing.T) {
+	js, cfg := setUp(t)
+	ctx := context.Background()
 
 	other := cfg
 	other.AckWait, other.MaxDeliver = 10*time.Second, 3
