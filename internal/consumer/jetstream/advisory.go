@@ -189,7 +189,7 @@ func NewAdvisories(ctx context.Context, js natsjs.JetStream, cfg Config, metrics
 		return nil, streamError(cfg.Stream, err)
 	}
 	return &Advisories{js: js, cfg: cfg, metrics: metrics, events: events, cons: cons, stream: name,
-		log: cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Consumer, "advisories", name)}, nil
+		log: cfg.Logger.With("advisories", name)}, nil // the caller's logger names the stream and group
 }
 
 // Run handles advisories until ctx is done. Failures (the connection
