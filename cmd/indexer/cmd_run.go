@@ -94,6 +94,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		defer rc.Close()
 		defer startPublisher(ctx, qo, x, log)()
 
+		metrics := telemetry.NewMetrics(so.source)
 		var src consumer.Source
 		var oldest func(context.Context) (time.Time, bool, error) // for tombstone collection
 		switch so.source {
@@ -116,15 +117,22 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 					return err
 				}
 			}
-			if src, err = jetstream.New(ctx, js, jetstream.Config{Stream: so.stream, Consumer: so.group, Logger: log}); err != nil {
+			jcfg := jetstream.Config{Stream: so.stream, Consumer: so.group, MaxDeliver: wo.maxDeliver, Logger: log}
+			if src, err = jetstream.New(ctx, js, jcfg); err != nil {
 				return err
 			}
+			// Messages the server gives up on are dead-lettered all the same.
+			adv, err := jetstream.NewAdvisories(ctx, js, jcfg, metrics)
+			if err != nil {
+				src.Close()
+				return err
+			}
+			defer background(ctx, adv.Run)()
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return jetstream.Oldest(ctx, js, so.stream) }
 		}
 		defer src.Close()
 		defer startGC(ctx, gco, x, rc, oldest, log)()
 
-		metrics := telemetry.NewMetrics(so.source)
 		var wg sync.WaitGroup
 		srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 		defer func() { stopSrv(); wg.Wait() }()
@@ -158,6 +166,18 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		log.Info("worker stopped cleanly")
 		return nil
 	}
+}
+
+// background runs fn in a goroutine until the returned stop is called
+// (or ctx is done); stop waits for fn to return.
+func background(ctx context.Context, fn func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ctx)
+	}()
+	return func() { cancel(); <-done }
 }
 
 // explainRun adds the fix to fatal loop errors.

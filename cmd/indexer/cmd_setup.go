@@ -57,7 +57,7 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 	no := addNATSFlags(fs, false)
 	nso := addNATSSetupFlags(fs)
 	from := fs.String("from", "0", "redis: where a new group starts: 0 (the stream's first entry) or an entry `ID`; an existing group is never moved (see 'indexer group reset')")
-	maxDeliver := fs.Int("max-deliver", 5, "nats: deliveries after which the worker dead-letters a message (must match the workers' --max-deliver)")
+	maxDeliver := fs.Int("max-deliver", 5, "nats: the workers' --max-deliver: the consumer lets the server deliver a message this many times plus one (a lower limit of an existing consumer is raised)")
 	workers := fs.Int("workers", 3, "nats: expected worker `count`, to size max-ack-pending")
 	batch := fs.Int("batch-size", 1000, "nats: the workers' --batch-size, to size max-ack-pending")
 	return func(ctx context.Context, args []string) error {
@@ -109,7 +109,8 @@ func natsSetup(ctx context.Context, a *app, js natsjs.JetStream, cfg jetstream.S
 		fmt.Fprintf(a.stderr, "warning: %s\n", w)
 	}
 	if created {
-		fmt.Fprintf(a.stdout, "created stream %q (subjects idx.events.>), dead-letter stream %q and durable consumer %q\n", cfg.Stream, cfg.DeadLetters, cfg.Consumer)
+		fmt.Fprintf(a.stdout, "created stream %q (subjects idx.events.>), dead-letter stream %q, durable consumer %q and the stream of its max-deliveries advisories (%q unless one existed)\n",
+			cfg.Stream, cfg.DeadLetters, cfg.Consumer, jetstream.DefaultAdvisories(cfg.Stream))
 	} else {
 		fmt.Fprintf(a.stdout, "stream %q and consumer %q exist with a compatible configuration; left unchanged\n", cfg.Stream, cfg.Consumer)
 	}

@@ -57,8 +57,8 @@ func (s *ackEarly) Fetch(ctx context.Context, max int, wait time.Duration) ([]co
 	return msgs, err
 }
 
-// The loop renews leases and reads the lag through optional interfaces;
-// keep them.
+// The loop renews leases, reads the lag and checks events through
+// optional interfaces; keep them.
 func (s *ackEarly) ExtendEvery() time.Duration {
 	if e, ok := s.Source.(consumer.Extender); ok {
 		return e.ExtendEvery()
@@ -68,6 +68,13 @@ func (s *ackEarly) ExtendEvery() time.Duration {
 
 func (s *ackEarly) Extend(ctx context.Context, msgs []consumer.Message) error {
 	return s.Source.(consumer.Extender).Extend(ctx, msgs)
+}
+
+func (s *ackEarly) CheckEvent(m *consumer.Message, e *event.Event) error {
+	if c, ok := s.Source.(consumer.Checker); ok {
+		return c.CheckEvent(m, e)
+	}
+	return nil
 }
 
 func (s *ackEarly) Lag(ctx context.Context) (int64, error) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/synth"
 )
 
@@ -20,8 +21,13 @@ const (
 
 // payload is one encoded event, ready to publish to either stream.
 type payload struct {
-	data []byte // JSON, schema v1
-	id   string // the event id: the NATS Nats-Msg-Id
+	data    []byte // JSON, schema v1
+	id      string // the event id: the NATS Nats-Msg-Id
+	subject string // the NATS subject of its table (the workers check it)
+}
+
+func newPayload(e *event.Event, data []byte) payload {
+	return payload{data: data, id: e.ID, subject: jetstream.TableSubject(subjectPrefix, e.Database, e.Table)}
 }
 
 // pool is the history the stream runs publish: synthetic events (30%
@@ -45,7 +51,7 @@ func (p *pool) take(n int) ([]payload, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: encode synthetic event: %w", err)
 		}
-		p.events = append(p.events, payload{data: d, id: e.ID})
+		p.events = append(p.events, newPayload(&e, d))
 	}
 	return p.events[:n], nil
 }
@@ -73,7 +79,7 @@ func markers(n int, filesKey func(date string) string) ([]*marker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: encode marker: %w", err)
 		}
-		out = append(out, &marker{payload: payload{data: d, id: e.ID}, key: filesKey(e.File.Date()), path: e.File.Path})
+		out = append(out, &marker{payload: newPayload(&e, d), key: filesKey(e.File.Date()), path: e.File.Path})
 	}
 	return out, nil
 }

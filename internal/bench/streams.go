@@ -77,13 +77,11 @@ type natsStream struct {
 	url      string // NATS
 	redisURL string // the index
 	pub      *jetstream.Publisher
-	subject  string
 }
 
 func newNATSStream(js natsjs.JetStream, url, redisURL string) *natsStream {
 	return &natsStream{js: js, url: url, redisURL: redisURL,
-		pub:     jetstream.NewPublisher(js, jetstream.PublisherConfig{}),
-		subject: subjectPrefix + "." + benchDatabase + "." + eventsTable}
+		pub: jetstream.NewPublisher(js, jetstream.PublisherConfig{})}
 }
 
 func (s *natsStream) name() string { return "nats" }
@@ -103,7 +101,7 @@ func (s *natsStream) reset(ctx context.Context) error {
 func (s *natsStream) publish(ctx context.Context, events []payload) error {
 	out := make([]jetstream.Outgoing, len(events))
 	for i := range events {
-		out[i] = jetstream.Outgoing{Data: events[i].data, Format: event.JSON, Subject: s.subject, MsgID: events[i].id}
+		out[i] = jetstream.Outgoing{Data: events[i].data, Format: event.JSON, Subject: events[i].subject, MsgID: events[i].id}
 	}
 	return s.pub.Publish(ctx, out)
 }

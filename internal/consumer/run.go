@@ -67,6 +67,8 @@ type Runner struct {
 	log *slog.Logger
 	seq int64 // batches handled, for logs
 
+	check Checker // the source's, if it has one
+
 	// held are the batches fetched and not yet handled (the one being
 	// applied and the one fetched meanwhile); their leases are renewed.
 	mu   sync.Mutex
@@ -109,7 +111,8 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Runner{cfg: cfg, log: cfg.Logger}, nil
+	check, _ := cfg.Source.(Checker)
+	return &Runner{cfg: cfg, log: cfg.Logger, check: check}, nil
 }
 
 // Run consumes until ctx is done or a fatal error. On ctx done it stops
@@ -289,6 +292,9 @@ func (r *Runner) sort(msgs []Message) *sorted {
 			var e event.Event
 			if err == nil {
 				e, err = r.cfg.Decoder.Decode(f, m.Data)
+			}
+			if err == nil && r.check != nil {
+				err = r.check.CheckEvent(m, &e)
 			}
 			if err != nil {
 				b.dead = append(b.dead, DeadLetter{Message: *m, Reason: err.Error()})

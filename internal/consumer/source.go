@@ -84,6 +84,17 @@ type Extender interface {
 	Extend(ctx context.Context, msgs []Message) error
 }
 
+// Checker is implemented by sources whose messages say more about their
+// event than the payload does: a NATS message's subject names the
+// database and table its event may be for, so that subject permissions
+// confine a writer to its tables. The loop calls CheckEvent for each event
+// that decoded and validated; an error is permanent, like a validation
+// error: the message is dead-lettered with the error as its reason and
+// never reaches the index. A source wrapping another forwards it.
+type Checker interface {
+	CheckEvent(m *Message, e *event.Event) error
+}
+
 // Lagger is implemented by sources that can tell how many messages of the
 // stream the group has not read yet.
 type Lagger interface {

@@ -236,6 +236,15 @@ func (b *bounded) Fetch(ctx context.Context, max int, wait time.Duration) ([]con
 	return kept, err
 }
 
+// CheckEvent applies the range source's check (consumer.Checker), if it
+// has one: a replay rejects what the workers rejected.
+func (b *bounded) CheckEvent(m *consumer.Message, e *event.Event) error {
+	if c, ok := b.Source.(consumer.Checker); ok {
+		return c.CheckEvent(m, e)
+	}
+	return nil
+}
+
 // Ack acknowledges msgs in the temporary group.
 func (b *bounded) Ack(ctx context.Context, msgs []consumer.Message) error {
 	if err := b.Source.Ack(ctx, msgs); err != nil {

@@ -60,7 +60,7 @@ func NewMetrics(source string) *Metrics {
 		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "indexer_redeliveries_total",
 			Help: "Messages received that had been delivered before.", ConstLabels: labels}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "indexer_dead_letters_total",
-			Help: "Messages moved to the dead-letter destination, by kind (invalid, max_deliver).", ConstLabels: labels}, []string{"kind"}),
+			Help: "Messages moved to the dead-letter destination, by kind (invalid, max_deliver, server_max_deliver).", ConstLabels: labels}, []string{"kind"}),
 		acks: prometheus.NewCounter(prometheus.CounterOpts{Name: "indexer_acks_total",
 			Help: "Messages acknowledged after they were applied.", ConstLabels: labels}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{Name: "indexer_lost_messages_total",

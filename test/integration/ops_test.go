@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
@@ -61,19 +60,7 @@ func (o *opsEnv) drained(within time.Duration) {
 }
 
 // js connects to the NATS server.
-func (o *opsEnv) js() jetstream.JetStream {
-	o.t.Helper()
-	nc, err := nats.Connect(o.nats.nats.ClientURL(), nats.Timeout(2*time.Second))
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	o.t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	return js
-}
+func (o *opsEnv) js() jetstream.JetStream { return o.nats.natsJS() }
 
 // groups describes the live group and lists every group (consumer) of the
 // stream, to show that a command left them alone.

@@ -171,8 +171,8 @@ func (s *Source) Extend(ctx context.Context, msgs []consumer.Message) error {
 // (from its subject; <DeadLetterPrefix>._unknown._unknown when the subject
 // does not have that shape) with its data and the headers Indexer-Reason,
 // Indexer-Original-Seq, Indexer-Original-Subject, Indexer-Deliveries,
-// Content-Type and Nats-Msg-Id "dlq-<stream>-<seq>" (so a retried call stores each
-// once), waits for every PubAck, and then terminates the originals (Term:
+// Content-Type and Nats-Msg-Id "dlq-<stream>-<seq>" (so a retried call
+// stores each once; see deadLetterHeaders), waits for every PubAck, and then terminates the originals (Term:
 // never delivered again) and waits for the server to record that. A
 // missing dead-letter stream is an error wrapping consumer.ErrStreamMissing.
 func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) error {
@@ -181,24 +181,13 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 	}
 	pctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	var reason, seq, subject, deliveries, ct, msgID [1]string
+	var h deadLetterHeaders
 	err := publishAll(pctx, s.js, len(msgs), defaultMaxInFlight, s.cfg.RequestTimeout, func(i int, m *nats.Msg) error {
 		d := &msgs[i]
 		if _, ok := d.Handle.(msgHandle); !ok {
 			return fmt.Errorf("dead-letter %s: %w", d.ID, errNotOurs)
 		}
-		m.Subject = deadLetterSubject(d.Subject, s.cfg.SubjectPrefix, s.cfg.DeadLetterPrefix)
-		m.Data = d.Data
-		reason[0], seq[0], subject[0] = headerValue(d.Reason), d.ID, headerValue(d.Subject)
-		deliveries[0], msgID[0] = strconv.Itoa(d.Deliveries), "dlq-"+s.cfg.Stream+"-"+d.ID
-		m.Header[HeaderReason], m.Header[HeaderOriginalSeq], m.Header[HeaderOriginalSubject] = reason[:], seq[:], subject[:]
-		m.Header[HeaderDeliveries], m.Header[natsjs.MsgIDHeader] = deliveries[:], msgID[:]
-		if d.ContentType != "" {
-			ct[0] = headerValue(d.ContentType)
-			m.Header[HeaderContentType] = ct[:]
-		} else {
-			delete(m.Header, HeaderContentType)
-		}
+		h.build(m, d, &s.cfg)
 		return nil
 	})
 	if err != nil {
@@ -213,4 +202,33 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 		originals[i] = msgs[i].Message
 	}
 	return s.settle(ctx, originals, termPayload, "terminate")
+}
+
+// deadLetterHeaders holds the header values of one dead letter; reused
+// from one message to the next, it keeps building them cheap.
+type deadLetterHeaders struct {
+	reason, seq, subject, deliveries, ct, msgID [1]string
+}
+
+// build makes m the dead letter of d: published to
+// <DeadLetterPrefix>.<database>.<table> (from d's subject), with d's data
+// and the headers Indexer-Reason, Indexer-Original-Seq,
+// Indexer-Original-Subject, Indexer-Deliveries, Content-Type and
+// Nats-Msg-Id "dlq-<stream>-<seq>": whoever dead-letters a message (the
+// loop, or Advisories after the server gave up on it), and however often,
+// the dead-letter stream stores it once within its duplicate window. m's
+// header map is reused; m must not be retained past the next build.
+func (h *deadLetterHeaders) build(m *nats.Msg, d *consumer.DeadLetter, cfg *Config) {
+	m.Subject = deadLetterSubject(d.Subject, cfg.SubjectPrefix, cfg.DeadLetterPrefix)
+	m.Data = d.Data
+	h.reason[0], h.seq[0], h.subject[0] = headerValue(d.Reason), d.ID, headerValue(d.Subject)
+	h.deliveries[0], h.msgID[0] = strconv.Itoa(d.Deliveries), "dlq-"+cfg.Stream+"-"+d.ID
+	m.Header[HeaderReason], m.Header[HeaderOriginalSeq], m.Header[HeaderOriginalSubject] = h.reason[:], h.seq[:], h.subject[:]
+	m.Header[HeaderDeliveries], m.Header[natsjs.MsgIDHeader] = h.deliveries[:], h.msgID[:]
+	if d.ContentType != "" {
+		h.ct[0] = headerValue(d.ContentType)
+		m.Header[HeaderContentType] = h.ct[:]
+	} else {
+		delete(m.Header, HeaderContentType)
+	}
 }

@@ -80,6 +80,7 @@ func (h *harness) Setup(t *testing.T, opts consumertest.Options) consumertest.En
 	t.Cleanup(func() {
 		js.DeleteStream(ctx, cfg.Stream)
 		js.DeleteStream(ctx, cfg.DeadLetters)
+		js.DeleteStream(ctx, DefaultAdvisories(cfg.Stream))
 	})
 	return &env{cfg: cfg, url: h.srv.ClientURL(), js: js, pub: NewPublisher(js, PublisherConfig{SubjectPrefix: cfg.SubjectPrefix})}
 }
@@ -89,7 +90,7 @@ func (e *env) NewSource(t *testing.T, name string) consumer.Source {
 	_, js := testConn(t, e.url, name)
 	src, err := New(context.Background(), js, Config{
 		Stream: e.cfg.Stream, Consumer: e.cfg.Consumer, SubjectPrefix: e.cfg.SubjectPrefix,
-		DeadLetterPrefix: e.cfg.DeadLetterPrefix, Logger: slog.New(slog.DiscardHandler),
+		DeadLetterPrefix: e.cfg.DeadLetterPrefix, MaxDeliver: e.cfg.MaxDeliver, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

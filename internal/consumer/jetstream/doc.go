@@ -8,7 +8,15 @@
 // idx.events.<database>.<table> with the headers Content-Type
 // (application/json or application/msgpack) and Nats-Msg-Id (the event id,
 // which the stream de-duplicates within its window); dead letters go to
-// idx.dlq.<database>.<table>.
+// idx.dlq.<database>.<table>. The Source checks that an event came on its
+// own table's subject (Source.CheckEvent), so that subject permissions
+// confine writers.
+//
+// Delivery limits. The consumer must deliver a message once more than the
+// loop's MaxDeliver, so that the loop dead-letters it rather than the
+// server dropping it: New raises a lower consumer MaxDeliver (or refuses to
+// start), and Advisories dead-letters what the server gives up on all the
+// same, from its max-deliveries advisories (maxdeliver.go, advisory.go).
 //
 // Pulling. Each Fetch sends one pull request for at most max messages that
 // waits at most wait for the first one and ends as soon as some were

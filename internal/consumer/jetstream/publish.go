@@ -106,7 +106,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Outgoing) error {
 			id := o.MsgID
 			if o.Event != nil {
 				if m.Subject == "" {
-					m.Subject = p.cfg.SubjectPrefix + "." + o.Event.Database + "." + o.Event.Table
+					m.Subject = TableSubject(p.cfg.SubjectPrefix, o.Event.Database, o.Event.Table)
 				}
 				if id == "" {
 					id = o.Event.ID
@@ -238,6 +238,23 @@ func noStreamError(ctx context.Context, js natsjs.JetStream, subject string) err
 		return fmt.Errorf("jetstream publish: no stream captures subject %s: %w: run 'indexer setup --source nats' (or check the subject prefix)", subject, consumer.ErrStreamMissing)
 	}
 	return fmt.Errorf("jetstream publish to %s: %w", subject, nats.ErrNoResponders)
+}
+
+// TableSubject is the subject events of database.table are published to:
+// <prefix>.<database>.<table>. Names may contain '.', so a subject is
+// compared with the one built from an event (onTableSubject), never split.
+func TableSubject(prefix, database, table string) string {
+	return prefix + "." + database + "." + table
+}
+
+// onTableSubject reports whether subject is TableSubject(prefix,
+// database, table), without building it.
+func onTableSubject(subject, prefix, database, table string) bool {
+	p, d := len(prefix), len(database)
+	return len(subject) == p+d+len(table)+2 &&
+		subject[:p] == prefix && subject[p] == '.' &&
+		subject[p+1:p+1+d] == database && subject[p+1+d] == '.' &&
+		subject[p+2+d:] == table
 }
 
 // deadLetterSubject maps an events subject <prefix>.<database>.<table> to

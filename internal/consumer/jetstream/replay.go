@@ -22,6 +22,11 @@ const ReplayConsumerPrefix = "indexer-replay-"
 type ReplayConfig struct {
 	// Stream is the events stream. Default "IDX_EVENTS".
 	Stream string
+	// SubjectPrefix is where events are published, as for workers
+	// (Config.SubjectPrefix): an event that came on another table's
+	// subject is counted invalid, as the workers dead-lettered it.
+	// Default "idx.events".
+	SubjectPrefix string
 	// From is the first stream sequence to replay; the replay starts at
 	// the first message at or after it. Default: the stream's first.
 	From uint64
@@ -110,7 +115,7 @@ func NewReplay(ctx context.Context, js natsjs.JetStream, cfg ReplayConfig) (*Rep
 		OptStartSeq:       start,
 		AckPolicy:         natsjs.AckExplicitPolicy,
 		AckWait:           cfg.AckWait,
-		MaxDeliver:        cfg.MaxDeliver + 1,
+		MaxDeliver:        serverMaxDeliver(cfg.MaxDeliver),
 		MaxAckPending:     cfg.MaxAckPending,
 		ReplayPolicy:      natsjs.ReplayInstantPolicy,
 		InactiveThreshold: cfg.Inactive,
@@ -119,7 +124,7 @@ func NewReplay(ctx context.Context, js natsjs.JetStream, cfg ReplayConfig) (*Rep
 		return nil, fmt.Errorf("jetstream: replay: create consumer %q on stream %q at sequence %d: %w", cfg.Name, cfg.Stream, start, err)
 	}
 	r := &Replay{js: js, cfg: cfg, start: start, end: end}
-	src, err := New(ctx, js, Config{Stream: cfg.Stream, Consumer: cfg.Name, Logger: cfg.Logger})
+	src, err := New(ctx, js, Config{Stream: cfg.Stream, Consumer: cfg.Name, SubjectPrefix: cfg.SubjectPrefix, MaxDeliver: cfg.MaxDeliver, Logger: cfg.Logger})
 	if err != nil {
 		r.Close(ctx)
 		return nil, err

@@ -36,6 +36,14 @@ type SetupConfig struct {
 	// Consumer is the durable pull consumer all workers share.
 	// Default "indexer".
 	Consumer string
+	// Advisories is the stream that stores the server's max-deliveries
+	// advisories of Stream's consumers
+	// ($JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<Stream>.*), with a
+	// durable consumer named Consumer that the workers read (see
+	// Advisories). It is kept as long as Stream (MaxAge). When a stream
+	// captures those advisories already, whatever its name, that one is
+	// used. Default "<Stream>_MAX_DELIVERIES".
+	Advisories string
 	// AckWait is how long a delivered message may stay unacknowledged
 	// before it is delivered again (workers renew it with InProgress while
 	// they apply a batch). Default 30 s.
@@ -43,8 +51,9 @@ type SetupConfig struct {
 	// MaxDeliver is the worker's delivery limit: a message delivered more
 	// often goes to the dead-letter stream. The consumer's own MaxDeliver
 	// is set one higher, so the worker still sees that last delivery and
-	// dead-letters it instead of the server dropping it silently.
-	// Default 5.
+	// dead-letters it instead of the server dropping it silently. An
+	// existing consumer with a lower MaxDeliver is raised to it in place;
+	// a higher one (or none) is kept (see maxdeliver.go). Default 5.
 	MaxDeliver int
 	// MaxAckPending bounds the messages delivered and not yet
 	// acknowledged, across all workers; it should exceed workers × batch
@@ -92,6 +101,7 @@ func (c *SetupConfig) setDefaults() error {
 	def(&c.DeadLetters, DefaultDeadLetters)
 	def(&c.DeadLetterPrefix, DefaultDeadLetterPrefix)
 	def(&c.Consumer, DefaultConsumer)
+	def(&c.Advisories, DefaultAdvisories(c.Stream))
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second
 	}
@@ -177,7 +187,7 @@ func (c *SetupConfig) consumer() natsjs.ConsumerConfig {
 		DeliverPolicy: natsjs.DeliverAllPolicy,
 		AckPolicy:     natsjs.AckExplicitPolicy,
 		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver + 1,
+		MaxDeliver:    serverMaxDeliver(c.MaxDeliver),
 		MaxAckPending: c.MaxAckPending,
 		ReplayPolicy:  natsjs.ReplayInstantPolicy,
 		Replicas:      c.Replicas,
@@ -229,15 +239,19 @@ func (e *MismatchError) Error() string {
 	return b.String()
 }
 
-// Setup creates the events stream, the dead-letter stream and the durable
-// pull consumer, idempotently: what exists with the same settings is left
-// alone. created reports whether anything was created. A stream or
-// consumer that exists with different settings is a *MismatchError naming
-// each differing field and how to fix it; nothing is changed then.
+// Setup creates the events stream, the dead-letter stream, the durable
+// pull consumer, and the advisory stream with its consumer (see
+// SetupConfig.Advisories), idempotently: what exists with the same
+// settings is left alone. created reports whether anything was created. A
+// stream or consumer that exists with different settings is a
+// *MismatchError naming each differing field and how to fix it; nothing
+// is changed then — except a consumer MaxDeliver lower than
+// SetupConfig.MaxDeliver needs, which is raised in place.
 //
 // warnings are for the operator: limits under which the stream discards
 // messages the consumer may not have read yet (MaxAge, MaxBytes, MaxMsgs
-// with discard "old"), a DeliverFrom that was ignored, and the like.
+// with discard "old"), a DeliverFrom that was ignored, a MaxDeliver that
+// was raised, and the like.
 func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created bool, warnings []string, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return false, nil, err
@@ -269,14 +283,28 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created b
 		return false, warnings, fmt.Errorf("jetstream setup: consumer %q on stream %q: %w", cfg.Consumer, cfg.Stream, err)
 	}
 	if !c3 {
-		if diffs := compareConsumer(&cons.CachedInfo().Config, &want); len(diffs) > 0 {
+		have := cons.CachedInfo().Config
+		if diffs := compareConsumer(&have, &want); len(diffs) > 0 {
 			return false, warnings, &MismatchError{Kind: "consumer", Name: cfg.Consumer, Stream: cfg.Stream, Diffs: diffs}
+		}
+		if !allowsDeliveries(have.MaxDeliver, want.MaxDeliver) {
+			if err := raiseMaxDeliver(ctx, js, cfg.Stream, have, want.MaxDeliver); err != nil {
+				return false, warnings, fmt.Errorf("jetstream setup: %w", err)
+			}
+			warnings = append(warnings, fmt.Sprintf("consumer %s: max_deliver raised from %d to %d (--max-deliver %d plus one), so that the server delivers a message as often as the workers need",
+				cfg.Consumer, have.MaxDeliver, want.MaxDeliver, cfg.MaxDeliver))
 		}
 		if cfg.DeliverFrom != (DeliverFrom{}) {
 			warnings = append(warnings, fmt.Sprintf("consumer %s exists already: DeliverFrom was ignored (it only applies to a new consumer)", cfg.Consumer))
 		}
 	}
-	return c1 || c2 || c3, warnings, nil
+	// The advisory stream keeps its advisories as long as the events
+	// stream keeps the messages they name: no warning of its own.
+	c4, err := setupAdvisories(ctx, js, &cfg)
+	if err != nil {
+		return false, warnings, err
+	}
+	return c1 || c2 || c3 || c4, warnings, nil
 }
 
 // ensureStream creates the stream if it does not exist, else compares its
@@ -355,10 +383,7 @@ func compareConsumer(have, want *natsjs.ConsumerConfig) []FieldDiff {
 	}
 	d.add("ack_policy", have.AckPolicy, want.AckPolicy)
 	d.add("ack_wait", have.AckWait, want.AckWait)
-	if have.MaxDeliver != want.MaxDeliver {
-		d = append(d, FieldDiff{Field: "max_deliver", Have: fmt.Sprint(have.MaxDeliver),
-			Want: fmt.Sprintf("%d (the worker's MaxDeliver %d plus one)", want.MaxDeliver, want.MaxDeliver-1)})
-	}
+	// max_deliver is raised in place when lower (Setup), never a mismatch.
 	d.add("max_ack_pending", have.MaxAckPending, want.MaxAckPending)
 	d.add("filter_subject", quoteOrNone(have.FilterSubject+strings.Join(have.FilterSubjects, ",")), quoteOrNone(""))
 	return d

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 )
 
@@ -29,6 +30,12 @@ type Config struct {
 	// DeadLetterPrefix: a dead letter is published to
 	// <prefix>.<database>.<table>. Default "idx.dlq".
 	DeadLetterPrefix string
+	// MaxDeliver is the worker's delivery limit, the loop's
+	// consumer.Config.MaxDeliver (--max-deliver): the loop dead-letters a
+	// message on delivery MaxDeliver+1, so the consumer must allow that
+	// many. New raises a lower consumer MaxDeliver to MaxDeliver+1, or
+	// fails if it cannot. Default 5 (the loop's default).
+	MaxDeliver int
 	// RequestTimeout bounds each wait for the server (the confirmation of
 	// an Ack or DeadLetter, a PubAck, a lookup) when the caller's context
 	// has no earlier deadline. Default 10 s.
@@ -46,7 +53,8 @@ const fetchBuffer = 1 << 16
 
 // Source reads a JetStream durable pull consumer. It implements
 // consumer.Source, consumer.Extender (InProgress renews a message's
-// AckWait) and consumer.Lagger (the consumer's NumPending).
+// AckWait), consumer.Lagger (the consumer's NumPending) and
+// consumer.Checker (an event must come on its table's subject).
 //
 // As consumer.Source says, Fetch is called from one goroutine, and Ack,
 // DeadLetter, Extend and Lag from others, concurrently with it. Close may
@@ -64,7 +72,6 @@ type Source struct {
 	msgs        chan *nats.Msg
 	status      chan nats.Status
 	ackWait     time.Duration
-	maxDeliver  int
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -86,14 +93,68 @@ var (
 	_ consumer.Source   = (*Source)(nil)
 	_ consumer.Extender = (*Source)(nil)
 	_ consumer.Lagger   = (*Source)(nil)
+	_ consumer.Checker  = (*Source)(nil)
 )
 
 // New looks up the durable consumer and returns a Source reading it. It
 // creates neither the stream nor the consumer: a missing one is an error
 // wrapping consumer.ErrStreamMissing or consumer.ErrGroupMissing that says
 // to run 'indexer setup --source nats'. The consumer must be a pull
-// consumer with explicit acks. ExtendEvery is a third of its AckWait.
+// consumer with explicit acks. If it delivers a message fewer than
+// MaxDeliver+1 times, New raises its MaxDeliver (see maxdeliver.go) and
+// logs it, or, if the server refuses, fails with one line naming both
+// limits and the fix. ExtendEvery is a third of its AckWait.
 func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
+	if errors.Is(err, natsjs.ErrNotPullConsumer) {
+		return nil, fmt.Errorf("jetstream: consumer %q on stream %q is a push consumer; the indexer needs a pull consumer: delete it with 'nats consumer rm %s %s' and run 'indexer setup --source nats'",
+			cfg.Consumer, cfg.Stream, cfg.Stream, cfg.Consumer)
+	}
+	if err != nil {
+		return nil, lookupError(&cfg, err)
+	}
+	cc := cons.CachedInfo().Config
+	if cc.AckPolicy != natsjs.AckExplicitPolicy {
+		return nil, fmt.Errorf("jetstream: consumer %q on stream %q has ack policy %s; the indexer needs explicit acks: delete it with 'nats consumer rm %s %s' and run 'indexer setup --source nats'",
+			cfg.Consumer, cfg.Stream, cc.AckPolicy, cfg.Stream, cfg.Consumer)
+	}
+	if need := serverMaxDeliver(cfg.MaxDeliver); !allowsDeliveries(cc.MaxDeliver, need) {
+		if err := raiseMaxDeliver(ctx, js, cfg.Stream, cc, need); err != nil {
+			return nil, maxDeliverError(&cfg, cc.MaxDeliver, err)
+		}
+		cfg.Logger.Warn("raised the consumer's max_deliver so that the server delivers a message as often as the worker needs (see README, NATS JetStream)",
+			"stream", cfg.Stream, "consumer", cfg.Consumer, "from", cc.MaxDeliver, "to", need, "max_deliver", cfg.MaxDeliver)
+	}
+	nc := js.Conn()
+	s := &Source{
+		js:          js,
+		nc:          nc,
+		cons:        cons,
+		cfg:         cfg,
+		log:         cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Consumer),
+		nextSubject: apiPrefix(js.Options()) + "CONSUMER.MSG.NEXT." + cfg.Stream + "." + cfg.Consumer,
+		inbox:       nc.NewInbox() + ".",
+		msgs:        make(chan *nats.Msg, fetchBuffer),
+		ackWait:     cc.AckWait,
+		done:        make(chan struct{}),
+	}
+	if s.sub, err = nc.ChanSubscribe(s.inbox+"*", s.msgs); err != nil {
+		return nil, fmt.Errorf("jetstream: subscribe for pulled messages: %w", err)
+	}
+	s.ackInbox = nc.NewInbox() + "."
+	s.ackReplies = make(chan *nats.Msg, 1024)
+	if s.ackSub, err = nc.ChanSubscribe(s.ackInbox+"*", s.ackReplies); err != nil {
+		s.sub.Unsubscribe()
+		return nil, fmt.Errorf("jetstream: subscribe for ack confirmations: %w", err)
+	}
+	s.status = nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	return s, nil
+}
+
+func (cfg *Config) setDefaults() error {
 	if cfg.Stream == "" {
 		cfg.Stream = DefaultStream
 	}
@@ -112,44 +173,13 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
-	if errors.Is(err, natsjs.ErrNotPullConsumer) {
-		return nil, fmt.Errorf("jetstream: consumer %q on stream %q is a push consumer; the indexer needs a pull consumer: delete it with 'nats consumer rm %s %s' and run 'indexer setup --source nats'",
-			cfg.Consumer, cfg.Stream, cfg.Stream, cfg.Consumer)
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 5
 	}
-	if err != nil {
-		return nil, lookupError(&cfg, err)
+	if cfg.MaxDeliver < 1 {
+		return fmt.Errorf("jetstream: MaxDeliver %d: want at least 1", cfg.MaxDeliver)
 	}
-	cc := cons.CachedInfo().Config
-	if cc.AckPolicy != natsjs.AckExplicitPolicy {
-		return nil, fmt.Errorf("jetstream: consumer %q on stream %q has ack policy %s; the indexer needs explicit acks: delete it with 'nats consumer rm %s %s' and run 'indexer setup --source nats'",
-			cfg.Consumer, cfg.Stream, cc.AckPolicy, cfg.Stream, cfg.Consumer)
-	}
-	nc := js.Conn()
-	s := &Source{
-		js:          js,
-		nc:          nc,
-		cons:        cons,
-		cfg:         cfg,
-		log:         cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Consumer),
-		nextSubject: apiPrefix(js.Options()) + "CONSUMER.MSG.NEXT." + cfg.Stream + "." + cfg.Consumer,
-		inbox:       nc.NewInbox() + ".",
-		msgs:        make(chan *nats.Msg, fetchBuffer),
-		ackWait:     cc.AckWait,
-		maxDeliver:  cc.MaxDeliver,
-		done:        make(chan struct{}),
-	}
-	if s.sub, err = nc.ChanSubscribe(s.inbox+"*", s.msgs); err != nil {
-		return nil, fmt.Errorf("jetstream: subscribe for pulled messages: %w", err)
-	}
-	s.ackInbox = nc.NewInbox() + "."
-	s.ackReplies = make(chan *nats.Msg, 1024)
-	if s.ackSub, err = nc.ChanSubscribe(s.ackInbox+"*", s.ackReplies); err != nil {
-		s.sub.Unsubscribe()
-		return nil, fmt.Errorf("jetstream: subscribe for ack confirmations: %w", err)
-	}
-	s.status = nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
-	return s, nil
+	return nil
 }
 
 func apiPrefix(o natsjs.JetStreamOptions) string {
@@ -178,11 +208,6 @@ func lookupError(cfg *Config, err error) error {
 
 // ExtendEvery is a third of the consumer's AckWait.
 func (s *Source) ExtendEvery() time.Duration { return s.ackWait / 3 }
-
-// MaxDeliver is the delivery limit the consumer was set up for (its
-// server-side MaxDeliver minus one, see SetupConfig.MaxDeliver), for the
-// loop's consumer.Config.MaxDeliver; 0 if the consumer has no limit.
-func (s *Source) MaxDeliver() int { return max(s.maxDeliver-1, 0) }
 
 // Fetch returns up to max messages, waiting at most wait for the first
 // one (see the package comment). Messages brought by an earlier pull
@@ -411,6 +436,19 @@ func (s *Source) withTimeout(ctx context.Context) (context.Context, context.Canc
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
+}
+
+// CheckEvent checks that m was published on the subject of e's table,
+// <SubjectPrefix>.<database>.<table>: with subject permissions
+// (publish allowed on idx.events.<db>.<table> only), a writer can then
+// write only its own tables, whatever its events say. The loop
+// dead-letters a message that fails, with the error as its reason.
+func (s *Source) CheckEvent(m *consumer.Message, e *event.Event) error {
+	if onTableSubject(m.Subject, s.cfg.SubjectPrefix, e.Database, e.Table) {
+		return nil
+	}
+	return fmt.Errorf("subject mismatch: the event is for database %q, table %q, whose events are published to %s, but it was published to %s: a writer may publish only to its tables' subjects",
+		e.Database, e.Table, TableSubject(s.cfg.SubjectPrefix, e.Database, e.Table), m.Subject)
 }
 
 // Lag is the consumer's NumPending: messages of the stream it has not

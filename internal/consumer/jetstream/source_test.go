@@ -53,7 +53,7 @@ func (f *fixture) source(t *testing.T) *Source {
 
 func (f *fixture) sourceConfig() Config {
 	return Config{Stream: f.cfg.Stream, Consumer: f.cfg.Consumer, SubjectPrefix: f.cfg.SubjectPrefix,
-		DeadLetterPrefix: f.cfg.DeadLetterPrefix, Logger: slog.New(slog.DiscardHandler)}
+		DeadLetterPrefix: f.cfg.DeadLetterPrefix, MaxDeliver: f.cfg.MaxDeliver, Logger: slog.New(slog.DiscardHandler)}
 }
 
 // publish publishes n opaque messages to <prefix>.db.tbl.
