@@ -101,6 +101,15 @@ end
 
 local function fmt(v) return string.format('%d', v) end
 
+-- idname is the part of an item id naming its first path, from
+-- "<name>.<N>": itself up to 110 characters, else its first 40, ':' and
+-- its SHA-1 in hex, so that every id fits the event contract's 128
+-- characters (idName in internal/index/queue.go computes the same).
+local function idname(s)
+  if string.len(s) <= 110 then return s end
+  return string.sub(s, 1, 40) .. ':' .. redis.sha1hex(s)
+end
+
 -- Phase 1: keys, types, current state.
 if registry then check_type(KEYS[1], 'set') end
 
@@ -481,7 +490,7 @@ for t = 1, ntables do
             local _, ei, ni = cut(i)
             local pz, ez = cut(ni - 1)
             tm = now_s + timeout
-            seq = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. string.sub(chunk, e0 + 26, ei - 8))
+            seq = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. idname(string.sub(chunk, e0 + 26, ei - 8)))
             push(fg, seq, string.sub(chunk, e0 + 2, ez))
             size, i = pz - p0, ni
           end
@@ -495,7 +504,7 @@ for t = 1, ntables do
             if not seq or size + sz > max then
               if nc > 0 then push(fg, seq, table.concat(cs, '\n')) end
               tm = now_s + timeout
-              seq, size, cs, nc = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. string.sub(p, 25, -9)), 0, {}, 0
+              seq, size, cs, nc = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. idname(string.sub(p, 25, -9))), 0, {}, 0
             end
             nc = nc + 1
             cs[nc] = p

@@ -53,6 +53,14 @@ local function call(cmd, k, list)
 end
 
 -- size of an entry (indexer's field order, else decoded).
+-- idname is the part of an item id naming its first path, from
+-- "<name>.<N>": itself up to 110 characters, else its first 40, ':' and
+-- its SHA-1 in hex (as patch_index and idName in internal/index compute it).
+local function idname(s)
+  if string.len(s) <= 110 then return s end
+  return string.sub(s, 1, 40) .. ':' .. redis.sha1hex(s)
+end
+
 local function size(v)
   local at = string.find(v, '","size_bytes":', 1, true)
   local s = at and string.match(v, '^(%d+),', at + 15)
@@ -153,7 +161,7 @@ for _, op in ipairs(ops) do
       local dest = string.sub(p, 1, 24) .. string.sub(x, 1, 8) .. '-' .. string.sub(x, 9, 12) .. '-' ..
         string.sub(x, 13, 16) .. '-' .. string.sub(x, 17, 20) .. '-' .. string.sub(x, 21, 32) ..
         string.match(p, '%.%d+%.parquet$')
-      local vid = pre .. string.sub(p, 25, -9)
+      local vid = pre .. idname(string.sub(p, 25, -9))
       items[#items + 1] = {vid, '{"id":"' .. vid .. mid .. p .. '","layer_from":"' .. layer .. to .. dest .. tail, {p}}
     end
   end
