@@ -283,8 +283,33 @@ func (x *Index) applyCalls(ctx context.Context, events []event.Event, res *Resul
 }
 
 // call runs one patch_index call for the events gathered in b and folds
-// the per-op outcomes into per-event outcomes.
+// the per-op outcomes into per-event outcomes. b is empty afterwards.
+//
+// fits bounds the sizes the events carry, but a delete need not carry
+// its size: patch_index then refuses a call whose sizes, with those of
+// the entries it deletes, sum beyond exact arithmetic (lua.IsRange), and
+// call applies the events in two halves instead. A single event refused
+// so fails.
 func (x *Index) call(ctx context.Context, b *batch, events []event.Event, res *Result) error {
+	err := x.call1(ctx, b, events, res)
+	if err == nil || !lua.IsRange(err) || len(events) < 2 {
+		b.reset()
+		return err
+	}
+	mid := len(events) / 2
+	for _, part := range [...][]event.Event{events[:mid], events[mid:]} {
+		b.reset()
+		for i := range part {
+			x.add(b, &part[i])
+		}
+		if err := x.call(ctx, b, part, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *Index) call1(ctx context.Context, b *batch, events []event.Event, res *Result) error {
 	b.patch.NowMillis = x.now().UnixMilli()
 	b.patch.Registry = ""
 	if !x.layout.cluster {
@@ -313,7 +338,6 @@ func (x *Index) call(ctx context.Context, b *batch, events []event.Event, res *R
 		res.Outcomes = append(res.Outcomes, eventOutcome(outs[i:i+n]))
 		i += n
 	}
-	b.reset()
 	return nil
 }
 

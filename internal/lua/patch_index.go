@@ -201,6 +201,12 @@ type pathOps struct {
 	del    bool  // some op deletes
 }
 
+// IsRange reports whether err is patch_index refusing a call whose sizes
+// or row counts, with those of the entries it deletes, sum to 2^53 or
+// more (beyond exact arithmetic in Lua). Nothing was written; smaller
+// calls go through.
+func IsRange(err error) bool { return redis.HasErrorPrefix(err, "RANGE") }
+
 // PatchIndex runs patch_index for p and returns one outcome per op, in
 // the order of p.Ops. The call is atomic: on error nothing was written.
 func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, error) {

@@ -212,9 +212,17 @@ local superseded = planmode == 'S' or (plan ~= nil and not plan.valid)
 -- created paths, '\n'-joined), its numbers, and its cuts (see below); ''
 -- for a group with no item.
 local dirs = {}
+-- mag sums the magnitudes of every size (and row count) the call adds or
+-- subtracts: the created paths' here, the deleted live entries' below.
+-- While it stays below 2^53 every partial sum is an exact integer in
+-- Lua's doubles; past it the call is refused before its first write
+-- (RANGE) and Go splits it (Go's own guard only sees the sizes events
+-- carry, and a delete need not carry one).
+local mag_b, mag_r = 0, 0
 for d = 1, ndirs do
   local dir = {fg = files[tonumber(ARGV[a])], name = ARGV[a + 1], kinds = ARGV[a + 2],
     files = 0, bytes = tonumber(ARGV[a + 3]), rows = tonumber(ARGV[a + 4])}
+  mag_b, mag_r = mag_b + dir.bytes, mag_r + dir.rows
   a = a + 5
   if queues then
     dir.q, dir.nums, dir.g0 = ARGV[a], ARGV[a + 2], a + 4
@@ -349,6 +357,7 @@ for d = 1, ndirs do
         hdel[nhdel] = p
         local size, rows = size_rows(entry[n])
         dir.files, dir.bytes, dir.rows = dir.files - 1, dir.bytes - size, dir.rows - rows
+        mag_b, mag_r = mag_b + size, mag_r + rows
         if fg.haspub then
           -- Look it up among published items, to withdraw its item.
           local e = fg.ndp + 1
@@ -373,6 +382,11 @@ for d = 1, ndirs do
     tb.ndirs = tb.ndirs + 1
     tb.dirs[tb.ndirs] = dir
   end
+end
+
+if mag_b >= 9007199254740992 or mag_r >= 9007199254740992 then
+  error({err = 'RANGE patch_index: the sizes or row counts this call adds and removes sum to 2^53 or more, ' ..
+    'beyond exact arithmetic; nothing was written. Apply its events in smaller calls.'}, 0)
 end
 
 -- Queue records (queue.go): the state hash holds "seq" (the last item
