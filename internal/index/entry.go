@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -271,4 +272,36 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
+}
+
+// OutsideHour reports whether e makes live a file whose [min_time,
+// max_time] leaves its hour folder [hour, hour+1h). GigAPI's readers pick
+// files by their hour folder first, so a query of the hours outside misses
+// that data: the writer put the file in the wrong folder. Such events are
+// applied all the same, and counted.
+func OutsideHour(e *event.Event) bool {
+	out := false
+	e.Files(func(f *event.File, deleted bool) {
+		if deleted || out {
+			return
+		}
+		lo := hourStart(f.Path)
+		out = f.MinTime < lo || f.MaxTime >= lo+int64(time.Hour)
+	})
+	return out
+}
+
+// hourStart is the start (Unix ns) of the hour folder of a valid path,
+// read from its fixed digits without a time layout parser (it runs on
+// every applied event).
+func hourStart(path string) int64 {
+	num := func(i, j int) int {
+		n := 0
+		for _, c := range path[i:j] {
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	// date=YYYY-MM-DD/hour=HH
+	return time.Date(num(5, 9), time.Month(num(10, 12)), num(13, 15), num(21, 23), 0, 0, 0, time.UTC).UnixNano()
 }

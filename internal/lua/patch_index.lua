@@ -115,7 +115,15 @@ if registry then check_type(KEYS[1], 'set') end
 
 local nk, nf = 3, 1 -- keys per table, per files group
 if queues then nk, nf = 6, 3 end
-local tables, a = {}, 11
+-- The :idle lists of published items whose files the call deletes under
+-- another layer or writer than the item's (see the withdrawals below):
+-- "<table> <group>" -> index in the extra keys.
+local alt, a = {}, 12
+for _ = 1, tonumber(ARGV[11]) do
+  alt[ARGV[a] .. ' ' .. ARGV[a + 1]] = tonumber(ARGV[a + 2])
+  a = a + 3
+end
+local tables = {}
 for t = 1, ntables do
   local k = k0 + 1 + nk * (t - 1)
   local tb = {folders = KEYS[k], tomb = KEYS[k + 1], stats = KEYS[k + 2],
@@ -133,6 +141,7 @@ for t = 1, ntables do
     check_type(tb.q.pending, 'zset')
     check_type(tb.q.ready, 'zset')
   end
+  tb.i = t
   tables[t] = tb
   a = a + 2
 end
@@ -563,8 +572,15 @@ for f = 1, nfiles do
             idle = select(7, unpack_struct('<BdddddH', ARGV[b + 3]))
           end
           if string.sub(lfield, 2) ~= gid or idle == 0 then
-            fail('QUEUE', 'the delete of ' .. fg.dp[e] .. ' names another layer or writer than its queued item ' ..
-              id .. ' (' .. gid .. '); send deletes with the layer and writer_id of the file')
+            -- The delete names another layer or writer than the item's
+            -- group: the path alone names the file, so the item is
+            -- withdrawn all the same, from its own :idle list, which Go
+            -- passes once it knows the group (before any write).
+            idle = alt[fg.tb.i .. ' ' .. gid]
+            if not idle then
+              error({err = 'ITEMGROUP ' .. fg.tb.i .. ' ' .. gid .. ' patch_index: the delete of ' .. fg.dp[e] ..
+                ' needs the :idle list of its item ' .. id .. '; nothing was written'}, 0)
+            end
           end
           local ok, item = pcall(cjson.decode, json)
           if not ok or type(item) ~= 'table' then
