@@ -34,6 +34,12 @@ type Entry struct {
 // valid: its strings then need no escaping. patch_index reads size_bytes
 // and row_count at their fixed place right after path.
 func appendEntry(dst []byte, db, table string, f *event.File) []byte {
+	return appendEntryStats(dst, db, table, f, f.Min.String(), f.Max.String())
+}
+
+// appendEntryStats is appendEntry with the min and max statistics given as
+// JSON text (an object or null), as they are.
+func appendEntryStats(dst []byte, db, table string, f *event.File, min, max string) []byte {
 	dst = append(dst, `{"layer":"`...)
 	dst = append(dst, f.Layer...)
 	dst = append(dst, `","database":"`...)
@@ -47,9 +53,9 @@ func appendEntry(dst []byte, db, table string, f *event.File) []byte {
 	dst = append(dst, `,"row_count":`...)
 	dst = strconv.AppendInt(dst, f.RowCount, 10)
 	dst = append(dst, `,"chunk_time":0,"min":`...)
-	dst = f.Min.AppendJSON(dst)
+	dst = append(dst, min...)
 	dst = append(dst, `,"max":`...)
-	dst = f.Max.AppendJSON(dst)
+	dst = append(dst, max...)
 	dst = append(dst, `,"min_time":0,"max_time":0,"writer_id":"`...)
 	dst = append(dst, f.WriterID...)
 	dst = append(dst, `","str_min_time":"`...)
