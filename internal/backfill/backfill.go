@@ -43,10 +43,10 @@ type Config struct {
 	// Workers bounds the files read at once. Default min(4, GOMAXPROCS).
 	Workers int
 	// Skip, when set, is asked before a file's footer is read; a file it
-	// reports true for (already indexed, say) is passed on with Skipped
-	// set and no event, so reruns are cheap. Called from the workers,
-	// concurrently.
-	Skip func(ctx context.Context, db, table, path string) (bool, error)
+	// gives a reason for (already indexed, say) is passed on with that
+	// reason in Skipped and no event, so reruns are cheap. Called from the
+	// workers, concurrently.
+	Skip func(ctx context.Context, db, table, path string) (reason string, err error)
 }
 
 // File is one file Scan found under a table's folder.
@@ -57,8 +57,8 @@ type File struct {
 	Database, Table, Path string
 	// Event is its file.created event, when Err is nil and Skipped false.
 	Event event.Event
-	// Skipped: Config.Skip said so; no footer was read.
-	Skipped bool
+	// Skipped is the reason Config.Skip gave; no footer was read.
+	Skipped string
 	// Err says why the file cannot be indexed (not Parquet, a corrupt
 	// footer, an empty file, no __timestamp, a path GigAPI would not
 	// write); such a file is never indexed.
@@ -172,13 +172,13 @@ func read(ctx context.Context, cfg Config, f *File) {
 		return
 	}
 	if cfg.Skip != nil {
-		skip, err := cfg.Skip(ctx, f.Database, f.Table, f.Path)
+		reason, err := cfg.Skip(ctx, f.Database, f.Table, f.Path)
 		if err != nil {
 			f.Err = err
 			return
 		}
-		if skip {
-			f.Skipped = true
+		if reason != "" {
+			f.Skipped = reason
 			return
 		}
 	}

@@ -181,12 +181,12 @@ func TestScan(t *testing.T) {
 	}
 	// Filters and Skip.
 	only := scan(t, backfill.Config{Root: root, Database: "db", Table: "mem",
-		Skip: func(_ context.Context, db, table, path string) (bool, error) { return path == "x", nil }})
+		Skip: func(_ context.Context, db, table, path string) (string, error) { return "", nil }})
 	if len(only) != 1 || only["db/mem/date=2024-01-16/hour=00/m.1.parquet"].Err != nil {
 		t.Errorf("--table mem: %v", only)
 	}
-	skipped := scan(t, backfill.Config{Root: root, Skip: func(context.Context, string, string, string) (bool, error) { return true, nil }})
-	if f := skipped["db/cpu/date=2024-01-15/hour=14/stats.1.parquet"]; !f.Skipped || f.Event.ID != "" {
+	skipped := scan(t, backfill.Config{Root: root, Skip: func(context.Context, string, string, string) (string, error) { return "indexed", nil }})
+	if f := skipped["db/cpu/date=2024-01-15/hour=14/stats.1.parquet"]; f.Skipped != "indexed" || f.Event.ID != "" {
 		t.Errorf("a skipped file: %+v", f)
 	}
 }
