@@ -1,4 +1,5 @@
 #!lua
+-- (shared.lua's size_rows and idname come before this line.)
 -- queue_publish: publish due items into GigAPI's :idle lists (queue.go
 -- documents the records). A merge item becomes GigAPI's merge item of its
 -- live paths (sorted) and their sizes; a move batch becomes one move item
@@ -50,23 +51,6 @@ local function call(cmd, k, list)
     end
   end
   return out
-end
-
--- size of an entry (indexer's field order, else decoded).
--- idname is the part of an item id naming its first path, from
--- "<name>.<N>": itself up to 110 characters, else its first 40, ':' and
--- its SHA-1 in hex (as patch_index and idName in internal/index compute it).
-local function idname(s)
-  if string.len(s) <= 110 then return s end
-  return string.sub(s, 1, 40) .. ':' .. redis.sha1hex(s)
-end
-
-local function size(v)
-  local at = string.find(v, '","size_bytes":', 1, true)
-  local s = at and string.match(v, '^(%d+),', at + 15)
-  if s then return s + 0 end
-  local ok, e = pcall(cjson.decode, v)
-  return ok and type(e) == 'table' and tonumber(e.size_bytes) or 0
 end
 
 -- chunks returns, per item seq in chunk list k (read once), its chunks
@@ -133,7 +117,7 @@ local sizes = {}
 for k, ps in pairs(byfile) do
   local es = call('HMGET', k, ps)
   for j = 1, #ps do
-    if es[j] then sizes[ps[j]] = size(es[j]) end
+    if es[j] then sizes[ps[j]] = (size_rows(es[j])) end
   end
 end
 

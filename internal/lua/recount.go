@@ -18,7 +18,7 @@ var (
 	//go:embed rewrite_entries.lua
 	rewriteEntriesSrc string
 
-	recountDate    = redis.NewScript(recountDateSrc)
+	recountDate    = redis.NewScript(withShared(recountDateSrc))
 	recountTotals  = redis.NewScript(recountTotalsSrc)
 	rewriteEntries = redis.NewScript(rewriteEntriesSrc)
 )

@@ -1,4 +1,5 @@
 #!lua
+-- (shared.lua's size_rows and idname come before this line.)
 -- recount_date: recount one date of a table from its entries, atomically,
 -- and (when ARGV[3] is '1') set its counters to the recount. RecountDate
 -- in recount.go lays out KEYS and ARGV:
@@ -29,23 +30,6 @@ check_type(files, 'hash')
 check_type(folders, 'hash')
 check_type(stats, 'hash')
 check_type(registry, 'set')
-
--- size_rows as in patch_index: indexer's field order is read in place,
--- anything else is decoded by cjson.
-local function size_rows(v)
-  if string.sub(v, 1, 10) == '{"layer":"' then
-    local at = string.find(v, '","size_bytes":', 1, true)
-    if at then
-      local s, r = string.match(v, '^(%d+),"row_count":(%d+)', at + 15)
-      if s then return s + 0, r + 0 end
-    end
-  end
-  local ok, e = pcall(cjson.decode, v)
-  if ok and type(e) == 'table' then
-    return tonumber(e['size_bytes']) or 0, tonumber(e['row_count']) or 0
-  end
-  return 0, 0
-end
 
 -- A file path of this date: date=…/hour=00-23/<name of 1-128 [A-Za-z0-9_-]>.<N: 1-6 digits, no leading 0>.parquet
 local prefix = date .. '/hour='
