@@ -96,13 +96,21 @@ func printAdopt(w io.Writer, rep index.AdoptReport, cfg index.AdoptConfig) {
 	fmt.Fprintf(w, "entries:     %d checked, %d unreadable by GigAPI's reader (%d repairable), %d rewritten\n",
 		rep.Entries, rep.Unreadable, rep.Repairable, rep.Repaired)
 	fmt.Fprintf(w, "counters:    %d %s (folder counts and statistics, from the entries)\n", len(rep.Fixes), did)
+	for _, p := range rep.ItemProblems {
+		fmt.Fprintf(w, "queue item: %s\n", p)
+	}
+	if cfg.DryRun {
+		fmt.Fprintf(w, "queue items: %d merge and move items in :idle lists not published by indexer would be adopted\n", rep.Items)
+	} else {
+		fmt.Fprintf(w, "queue items: %d merge and move items in :idle lists not published by indexer, %d adopted (a delete now withdraws them)\n", rep.Items, rep.ItemsAdopted)
+	}
 	if rep.LiveTombstoned > 0 {
 		fmt.Fprintf(w, "warning: %d paths have an entry and a tombstone (written after indexer deleted them; their files may be gone): left as they are; 'indexer backfill --reconcile' finds entries without a file\n", rep.LiveTombstoned)
 	}
 	switch {
 	case cfg.DryRun:
 		fmt.Fprintln(w, "dry run: nothing changed")
-	case len(rep.Fixes) == 0 && rep.Repaired == 0 && rep.NewTables == 0:
+	case len(rep.Fixes) == 0 && rep.Repaired == 0 && rep.NewTables == 0 && rep.ItemsAdopted == 0:
 		fmt.Fprintln(w, "nothing changed: the index was adopted already")
 	default:
 		fmt.Fprintln(w, "entries were not changed except those rewritten; nothing was deleted")

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -63,6 +64,12 @@ type AdoptReport struct {
 	LiveTombstoned int64
 	// Fixes are the counters set to their recount (or that would be).
 	Fixes []Fix
+	// Items counts the merge and move items found in :idle lists that
+	// indexer had not published, ItemsAdopted those registered as
+	// indexer's published items (so a delete withdraws them and 'indexer
+	// plan next' leases them), ItemProblems says why the others were not.
+	Items, ItemsAdopted int
+	ItemProblems        []string
 }
 
 // Adopt takes over an index written by GigAPI's library (or any program
@@ -172,6 +179,11 @@ func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error)
 			return rep, err
 		}
 		rep.Fixes = append(rep.Fixes, f...)
+		if x.queue.kinds&(MergeQueue|MoveQueue) != 0 {
+			if err := x.adoptItems(ctx, t[0], t[1], cfg, &rep); err != nil {
+				return rep, err
+			}
+		}
 	}
 	if !cfg.DryRun {
 		if err := x.c.Del(ctx, progress).Err(); err != nil {
@@ -288,6 +300,102 @@ func (x *Index) countTombstoned(ctx context.Context, db, table string, live []st
 	for _, s := range scores {
 		if s != 0 {
 			rep.LiveTombstoned++
+		}
+	}
+	return nil
+}
+
+// adoptItems registers the merge and move items waiting in a table's
+// :idle lists that indexer did not publish (GigAPI's library pushed
+// them) as published items, as queue_publish would have (lua.AdoptItem):
+// a later delete of one of their files then withdraws the item, as for
+// items indexer published.
+func (x *Index) adoptItems(ctx context.Context, db, table string, cfg AdoptConfig, rep *AdoptReport) error {
+	k := x.layout.QueueKeys(x.layout.Part(db, table, ""))
+	problem := func(format string, args ...any) {
+		if len(rep.ItemProblems) < cfg.MaxListed {
+			rep.ItemProblems = append(rep.ItemProblems, fmt.Sprintf(format, args...))
+		}
+	}
+	for _, pattern := range x.layout.QueuePatterns(db, table) {
+		var cursor uint64
+		for {
+			page, next, err := x.c.Scan(ctx, cursor, pattern, scanCount).Result()
+			if err != nil {
+				return fmt.Errorf("index: adopt: %w", err)
+			}
+			for _, key := range page {
+				q, ok := strings.CutSuffix(key, ":idle")
+				kind, n, dir, layer, writer, ok2 := x.layout.ParseQueue(q)
+				if !ok || !ok2 {
+					continue
+				}
+				items, err := x.c.LRange(ctx, key, 0, -1).Result()
+				if err != nil {
+					return fmt.Errorf("index: adopt %s: %w", key, err)
+				}
+				for _, raw := range items {
+					var it queueItem
+					if json.Unmarshal([]byte(raw), &it) != nil || it.ID == "" || it.TimeS == nil {
+						problem("%s: item %.60q is not GigAPI's item JSON with an id and time_s", key, raw)
+						continue
+					}
+					paths := it.Paths
+					if kind == 'v' {
+						paths = []string{it.PathFrom}
+					}
+					if len(paths) == 0 || checkPath(paths[0]) != nil {
+						problem("%s: item %s lists no valid path", key, it.ID)
+						continue
+					}
+					if kind == 'v' {
+						dir = paths[0][:len("date=2006-01-02/hour=15")]
+					}
+					ai := lua.AdoptedItem{Idle: key, JSON: raw, ID: it.ID, Group: groupID(kind, n, dir, layer, writer),
+						TimeS: *it.TimeS, Paths: paths,
+						Files: x.layout.Files(db, table, dir[:len("date=2006-01-02")]), Published: x.layout.QueuePublished(db, table, dir[:len("date=2006-01-02")])}
+					bad := false
+					for _, p := range paths {
+						bad = bad || checkPath(p) != nil || !strings.HasPrefix(p, dir+"/")
+					}
+					if bad {
+						problem("%s: item %s lists a path outside its folder %s", key, it.ID, dir)
+						continue
+					}
+					if cfg.DryRun {
+						had, err := x.c.HExists(ctx, k.State, "J"+it.ID).Result()
+						if err != nil {
+							return fmt.Errorf("index: adopt: %w", err)
+						}
+						if !had {
+							rep.Items++
+						}
+						continue
+					}
+					verdict, err := lua.AdoptItem(ctx, x.c, k, ai)
+					if err != nil {
+						return fmt.Errorf("index: %w", err)
+					}
+					switch verdict {
+					case "ok":
+						rep.Items++
+						rep.ItemsAdopted++
+					case "had", "gone":
+					case "dead":
+						rep.Items++
+						problem("%s: item %s lists a file that is not indexed (deleted since; GigAPI's compactor would fail on it): left as it is", key, it.ID)
+					case "clash":
+						rep.Items++
+						problem("%s: item %s has the id of another item: left as it is", key, it.ID)
+					default:
+						rep.Items++
+						problem("%s: item %s lists a file another item lists: left as it is", key, it.ID)
+					}
+				}
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
 		}
 	}
 	return nil

@@ -239,3 +239,42 @@ func TestRecountRepairsDrift(t *testing.T) {
 		t.Fatalf("drift after deleting the merged file: %v", ds)
 	}
 }
+
+// TestAdoptGigAPIItems: a merge item GigAPI's library pushed into an :idle
+// list is adopted as a published item, so deleting one of its files
+// withdraws it, and the rest is published again without that file; an
+// item listing a file deleted before is reported and left alone.
+func TestAdoptGigAPIItems(t *testing.T) {
+	ctx := context.Background()
+	ck := newClock()
+	x, c := queueIndex(t, index.QueueConfig{}, ck)
+	a, b, gone := file(14, "a"), file(14, "b"), file(14, "gone")
+	gigapiWrite(t, c, "db", "t", a)
+	gigapiWrite(t, c, "db", "t", b)
+	idle := "merge:db:t:1:date=2024-01-15/hour=14:default::idle"
+	item := fmt.Sprintf(`{"id":"gigapi-1","time_s":%d,"paths":[%q,%q],"size":%d}`, ck.S()-5, a.Path, b.Path, a.SizeBytes+b.SizeBytes)
+	stale := fmt.Sprintf(`{"id":"gigapi-2","time_s":%d,"paths":[%q],"size":1}`, ck.S()-5, gone.Path)
+	c.RPush(ctx, idle, item, stale)
+
+	if rep := adopt(t, x, index.AdoptConfig{DryRun: true}); rep.Items != 2 || rep.ItemsAdopted != 0 {
+		t.Fatalf("dry run: %+v", rep)
+	}
+	rep := adopt(t, x, index.AdoptConfig{})
+	if rep.Items != 2 || rep.ItemsAdopted != 1 || len(rep.ItemProblems) != 1 || !strings.Contains(rep.ItemProblems[0], "gigapi-2") {
+		t.Fatalf("adopt: items %d adopted %d problems %v", rep.Items, rep.ItemsAdopted, rep.ItemProblems)
+	}
+	if rep := adopt(t, x, index.AdoptConfig{}); rep.ItemsAdopted != 0 {
+		t.Errorf("adopting again adopted %d items", rep.ItemsAdopted)
+	}
+	c.LRem(ctx, idle, 1, stale) // an operator removes it
+
+	apply(t, x, deleted(a))
+	publish(t, x)
+	items := list(t, c, idle)
+	if len(items) != 1 || fmt.Sprint(items[0]["paths"]) != fmt.Sprint([]any{b.Path}) || items[0]["id"] != "gigapi-1" {
+		t.Fatalf("after deleting a: items %v, want gigapi-1 listing only b", items)
+	}
+	if ds := drifts(t, x); len(ds) != 0 {
+		t.Fatalf("check: %v", ds)
+	}
+}

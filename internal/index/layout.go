@@ -300,6 +300,21 @@ func (l Layout) QueuePatterns(db, table string) []string {
 	return []string{"merge:" + t + "*", "move:" + t + "*", "drop:" + t + "*"}
 }
 
+// ParseQueue splits a MergeQueue or MoveQueue key of the gigapi layout (with or without its
+// :idle/:processing suffix cut off by the caller) into its kind ('m' or
+// 'v'), merge iteration, folder (merge only), layer and writer.
+func (l Layout) ParseQueue(q string) (kind byte, n int, dir, layer, writer string, ok bool) {
+	parts := strings.Split(q, ":")
+	switch {
+	case len(parts) == 7 && parts[0] == "merge":
+		n, err := strconv.Atoi(parts[3])
+		return 'm', n, parts[4], parts[5], parts[6], err == nil && n >= 1
+	case len(parts) == 5 && parts[0] == "move":
+		return 'v', 0, "", parts[3], parts[4], true
+	}
+	return 0, 0, "", "", "", false
+}
+
 // QueueKeys are a Part's own queue records (see internal/lua/queue.go):
 // the state hash (item records, counters, leases), the items pending
 // publication and published, and the lease expiries.

@@ -35,7 +35,7 @@ func (x *Index) State(ctx context.Context, db, table, path string) (PathState, e
 	if n {
 		return PathLive, nil
 	}
-	err = x.c.ZScore(ctx, x.layout.Tombstones(db, table), path).Err()
+	err = x.c.ZScore(ctx, x.layout.Tombstones(x.layout.Part(db, table, f.Date())), path).Err()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return PathAbsent, nil

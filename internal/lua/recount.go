@@ -17,16 +17,20 @@ var (
 	recountTotalsSrc string
 	//go:embed rewrite_entries.lua
 	rewriteEntriesSrc string
+	//go:embed adopt_item.lua
+	adoptItemSrc string
 
 	recountDate    = redis.NewScript(withShared(recountDateSrc))
 	recountTotals  = redis.NewScript(recountTotalsSrc)
 	rewriteEntries = redis.NewScript(rewriteEntriesSrc)
+	adoptItem      = redis.NewScript(adoptItemSrc)
 )
 
 func init() {
 	all["recount_date.lua"] = recountDate
 	all["recount_totals.lua"] = recountTotals
 	all["rewrite_entries.lua"] = rewriteEntries
+	all["adopt_item.lua"] = adoptItem
 }
 
 // DateKeys are the keys recount_date reads and writes for one date of a
@@ -124,4 +128,31 @@ func RewriteEntries(ctx context.Context, c redis.Scripter, key string, rw []Rewr
 func str(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// AdoptedItem is a merge or move item another program put in an :idle
+// list, for AdoptItem.
+type AdoptedItem struct {
+	// Idle is its list; Files and Published the files: hash and the
+	// published-path hash of its date.
+	Idle, Files, Published string
+	JSON, ID, Group        string
+	TimeS                  int64
+	Paths                  []string
+}
+
+// AdoptItem registers it as a published item of the table whose queue
+// keys are k (see adopt_item.lua), in one atomic call, and returns the
+// script's verdict: "ok", "had", "gone", "clash", "dead" or "twice".
+func AdoptItem(ctx context.Context, c redis.Scripter, k QueueKeys, it AdoptedItem) (string, error) {
+	args := make([]any, 0, 4+len(it.Paths))
+	args = append(args, it.JSON, it.ID, it.Group, it.TimeS)
+	for _, p := range it.Paths {
+		args = append(args, p)
+	}
+	v, err := adoptItem.Run(ctx, c, []string{it.Idle, k.State, k.Ready, it.Published, it.Files}, args...).Text()
+	if err != nil {
+		return "", fmt.Errorf("adopt_item %s: %w", it.Idle, err)
+	}
+	return v, nil
 }
