@@ -207,7 +207,7 @@ func isAlnum(c byte) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-const pathRule = "must be date=YYYY-MM-DD/hour=HH/<name>.<N>.parquet with a real UTC date, hour 00-23, <name> of 1-128 characters A-Z a-z 0-9 _ - and N from 1 to 999999"
+const pathRule = "must be date=YYYY-MM-DD/hour=HH/<name>.<N>.parquet with a real UTC date from 1970 on, hour 00-23, <name> of 1-128 characters A-Z a-z 0-9 _ - and N from 1 to 999999"
 
 // pathReason returns why p is not a valid file path, or "".
 func pathReason(p string) string {
@@ -227,6 +227,9 @@ func pathReason(p string) string {
 	hour := int(p[21]-'0')*10 + int(p[22]-'0')
 	if month < 1 || month > 12 || day < 1 || day > daysIn(year, month) {
 		return "date " + d + " is not a real calendar date; " + pathRule
+	}
+	if year < 1970 {
+		return "date " + d + " is before 1970, which GigAPI's readers never return; " + pathRule
 	}
 	if hour > 23 {
 		return "hour " + p[21:23] + " is not 00-23; " + pathRule

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/progress"
 )
@@ -59,21 +60,38 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		bar := progress.New(a.stderr, a.stderrTTY, "applied", 0)
 		bar.Start()
 		counts := map[index.Outcome]int{}
-		invalid := 0
+		invalid, refused, outside := 0, 0, 0
 		var events []event.Event
+		var lines []int
 		flush := func() error {
 			if len(events) == 0 {
 				return nil
 			}
-			res, err := x.Apply(ctx, events)
+			// An event the index refuses (a damaged key) is reported and
+			// skipped; the others go through.
+			outs, err := consumer.ApplyIsolating(ctx, events, x.Apply, func(i int, err error) {
+				refused++
+				if refused <= maxReported {
+					fmt.Fprintf(a.stderr, "line %d: refused by the index: %v\n", lines[i], err)
+				}
+			})
 			if err != nil {
 				return err
 			}
-			for _, o := range res.Outcomes {
+			for i, o := range outs {
+				if o == 0 {
+					continue
+				}
 				counts[o]++
+				if index.OutsideHour(&events[i]) {
+					outside++
+					if outside <= maxReported {
+						fmt.Fprintf(a.stderr, "line %d: warning: min_time..max_time leaves the file's hour folder; GigAPI's readers miss it in queries of the other hours\n", lines[i])
+					}
+				}
 			}
 			bar.Add(int64(len(events)))
-			events = events[:0]
+			events, lines = events[:0], lines[:0]
 			return nil
 		}
 		err = readLines(in, do.maxBytes, func(n int, line []byte, tooLong bool) error {
@@ -91,7 +109,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 				}
 				return nil
 			}
-			events = append(events, e)
+			events, lines = append(events, e), append(lines, n)
 			if len(events) >= *batch {
 				return flush()
 			}
@@ -108,10 +126,16 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		for _, o := range index.AllOutcomes {
 			sum = append(sum, fmt.Sprintf("%s=%d", o, counts[o]))
 		}
-		sum = append(sum, fmt.Sprintf("invalid=%d", invalid))
+		sum = append(sum, fmt.Sprintf("invalid=%d", invalid), fmt.Sprintf("refused=%d", refused))
 		fmt.Fprintln(a.stdout, strings.Join(sum, " "))
+		if outside > 0 {
+			fmt.Fprintf(a.stdout, "warning: %d events put data outside their file's hour folder (GigAPI's readers prune by folder and miss it); fix the writer's paths\n", outside)
+		}
 		if err != nil {
 			return fmt.Errorf("%v (events before the failure stay applied; applying the input again is safe)", err)
+		}
+		if refused > 0 {
+			return fmt.Errorf("the index refused %d events (listed above; 'indexer check' names the damaged keys); repair them and apply the input again", refused)
 		}
 		if invalid > 0 {
 			return fmt.Errorf("%d invalid lines were skipped (listed above); fix them and apply them again", invalid)

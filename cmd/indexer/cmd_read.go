@@ -243,6 +243,7 @@ func setupStats(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	ro := addIndexFlags(fs)
 	tf := addTableFlags(fs, "to check (default all; give both to check one table)")
+	repair := fs.Bool("repair", false, "first set every folder count and statistic that differs from its recount (safe while workers run), then check")
 	return func(ctx context.Context, args []string) error {
 		if (tf.database == "") != (tf.table == "") {
 			return usagef("give both --database and --table, or neither")
@@ -256,6 +257,11 @@ func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if tf.database != "" {
 			tables = [][2]string{{tf.database, tf.table}}
 		}
+		if *repair {
+			if err := repairCounters(ctx, a, x, tables); err != nil {
+				return err
+			}
+		}
 		rep, err := x.Check(ctx, tables)
 		if err != nil {
 			return err
@@ -264,7 +270,8 @@ func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			fmt.Fprintf(a.stdout, "drift: %s\n", d)
 		}
 		if len(rep.Drifts) > 0 {
-			fmt.Fprintf(a.stdout, "%d drifts in %d tables (%d files recounted); repair with 'indexer replay' from a point before the damage\n",
+			fmt.Fprintf(a.stdout, "%d drifts in %d tables (%d files recounted); counters: 'indexer check --repair'; "+
+				"unregistered tables and unreadable entries: 'indexer adopt [--repair]'; lost entries: 'indexer replay' from before the damage\n",
 				len(rep.Drifts), rep.Tables, rep.Files)
 			return errSilentFailure
 		}

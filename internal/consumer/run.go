@@ -372,6 +372,9 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 			}
 			applied = append(applied, valid[i])
 			counts[o]++
+			if index.OutsideHour(&events[i]) {
+				r.cfg.Metrics.OutsideHour(1)
+			}
 			r.cfg.Metrics.EventAge(now.Sub(time.Unix(0, events[i].Time)))
 		}
 		if len(applied) > 0 {
@@ -410,33 +413,17 @@ func (r *Runner) settle(log *slog.Logger, step string, err error) error {
 // redelivery (and, after MaxDeliver deliveries, the dead-letter
 // destination).
 func (r *Runner) apply(ctx context.Context, log *slog.Logger, events []event.Event, msgs []Message) ([]index.Outcome, error) {
-	out := make([]index.Outcome, len(events))
-	var rec func(lo, hi int) error
-	rec = func(lo, hi int) error {
-		var res index.Result
-		err := r.retry(ctx, "apply", func(ctx context.Context) (err error) {
-			res, err = r.cfg.Index.Apply(ctx, events[lo:hi])
+	apply := func(ctx context.Context, events []event.Event) (res index.Result, err error) {
+		err = r.retry(ctx, "apply", func(ctx context.Context) (err error) {
+			res, err = r.cfg.Index.Apply(ctx, events)
 			return err
 		})
-		if err == nil {
-			copy(out[lo:hi], res.Outcomes)
-			return nil
-		}
-		if Classify(err) != Poison {
-			return err
-		}
-		if hi-lo == 1 {
-			log.Error("the index refused an event; it stays unacknowledged and will be retried, then dead-lettered",
-				"msg_id", msgs[lo].ID, "event_id", events[lo].ID, "deliveries", msgs[lo].Deliveries, "err", err)
-			return nil
-		}
-		mid := (lo + hi) / 2
-		if err := rec(lo, mid); err != nil {
-			return err
-		}
-		return rec(mid, hi)
+		return res, err
 	}
-	return out, rec(0, len(events))
+	return ApplyIsolating(ctx, events, apply, func(i int, err error) {
+		log.Error("the index refused an event; it stays unacknowledged and will be retried, then dead-lettered",
+			"msg_id", msgs[i].ID, "event_id", events[i].ID, "deliveries", msgs[i].Deliveries, "err", err)
+	})
 }
 
 // retry runs fn until it succeeds, fails with a class other than Retry, or

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -33,6 +34,12 @@ type Entry struct {
 // valid: its strings then need no escaping. patch_index reads size_bytes
 // and row_count at their fixed place right after path.
 func appendEntry(dst []byte, db, table string, f *event.File) []byte {
+	return appendEntryStats(dst, db, table, f, f.Min.String(), f.Max.String())
+}
+
+// appendEntryStats is appendEntry with the min and max statistics given as
+// JSON text (an object or null), as they are.
+func appendEntryStats(dst []byte, db, table string, f *event.File, min, max string) []byte {
 	dst = append(dst, `{"layer":"`...)
 	dst = append(dst, f.Layer...)
 	dst = append(dst, `","database":"`...)
@@ -46,9 +53,9 @@ func appendEntry(dst []byte, db, table string, f *event.File) []byte {
 	dst = append(dst, `,"row_count":`...)
 	dst = strconv.AppendInt(dst, f.RowCount, 10)
 	dst = append(dst, `,"chunk_time":0,"min":`...)
-	dst = f.Min.AppendJSON(dst)
+	dst = append(dst, min...)
 	dst = append(dst, `,"max":`...)
-	dst = f.Max.AppendJSON(dst)
+	dst = append(dst, max...)
 	dst = append(dst, `,"min_time":0,"max_time":0,"writer_id":"`...)
 	dst = append(dst, f.WriterID...)
 	dst = append(dst, `","str_min_time":"`...)
@@ -271,4 +278,36 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
+}
+
+// OutsideHour reports whether e makes live a file whose [min_time,
+// max_time] leaves its hour folder [hour, hour+1h). GigAPI's readers pick
+// files by their hour folder first, so a query of the hours outside misses
+// that data: the writer put the file in the wrong folder. Such events are
+// applied all the same, and counted.
+func OutsideHour(e *event.Event) bool {
+	out := false
+	e.Files(func(f *event.File, deleted bool) {
+		if deleted || out {
+			return
+		}
+		lo := hourStart(f.Path)
+		out = f.MinTime < lo || f.MaxTime >= lo+int64(time.Hour)
+	})
+	return out
+}
+
+// hourStart is the start (Unix ns) of the hour folder of a valid path,
+// read from its fixed digits without a time layout parser (it runs on
+// every applied event).
+func hourStart(path string) int64 {
+	num := func(i, j int) int {
+		n := 0
+		for _, c := range path[i:j] {
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	// date=YYYY-MM-DD/hour=HH
+	return time.Date(num(5, 9), time.Month(num(10, 12)), num(13, 15), num(21, 23), 0, 0, 0, time.UTC).UnixNano()
 }

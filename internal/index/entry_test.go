@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/synth"
@@ -78,6 +79,30 @@ func TestEntryAppendJSONMatchesEncodingJSON(t *testing.T) {
 		json.Unmarshal(want, &w)
 		if !reflect.DeepEqual(g, w) {
 			t.Errorf("AppendJSON\n got %s\nwant %s", got, want)
+		}
+	}
+}
+
+func TestOutsideHour(t *testing.T) {
+	const h14 = int64(1705327200000000000) // 2024-01-15T14:00:00Z
+	const hour = int64(time.Hour)
+	f := func(minT, maxT int64) event.File {
+		return event.File{Layer: "l", Path: "date=2024-01-15/hour=14/a.1.parquet", MinTime: minT, MaxTime: maxT}
+	}
+	for _, c := range []struct {
+		e    event.Event
+		want bool
+	}{
+		{event.Event{Type: event.FileCreated, File: f(h14, h14+hour-1)}, false},
+		{event.Event{Type: event.FileCreated, File: f(h14-1, h14)}, true},
+		{event.Event{Type: event.FileCreated, File: f(h14, h14+hour)}, true},
+		{event.Event{Type: event.FileCreated, File: f(0, 0)}, true},
+		{event.Event{Type: event.FileDeleted, File: f(0, 0)}, false}, // a delete makes nothing live
+		{event.Event{Type: event.FilesReplaced, Add: []event.File{f(h14, h14)}, Remove: []event.File{f(0, 0)}}, false},
+		{event.Event{Type: event.FilesReplaced, Add: []event.File{f(h14, h14), f(h14, h14+2*hour)}}, true},
+	} {
+		if got := OutsideHour(&c.e); got != c.want {
+			t.Errorf("%s %+v: OutsideHour = %v, want %v", c.e.Type, c.e, got, c.want)
 		}
 	}
 }

@@ -283,8 +283,33 @@ func (x *Index) applyCalls(ctx context.Context, events []event.Event, res *Resul
 }
 
 // call runs one patch_index call for the events gathered in b and folds
-// the per-op outcomes into per-event outcomes.
+// the per-op outcomes into per-event outcomes. b is empty afterwards.
+//
+// fits bounds the sizes the events carry, but a delete need not carry
+// its size: patch_index then refuses a call whose sizes, with those of
+// the entries it deletes, sum beyond exact arithmetic (lua.IsRange), and
+// call applies the events in two halves instead. A single event refused
+// so fails.
 func (x *Index) call(ctx context.Context, b *batch, events []event.Event, res *Result) error {
+	err := x.call1(ctx, b, events, res)
+	if err == nil || !lua.IsRange(err) || len(events) < 2 {
+		b.reset()
+		return err
+	}
+	mid := len(events) / 2
+	for _, part := range [...][]event.Event{events[:mid], events[mid:]} {
+		b.reset()
+		for i := range part {
+			x.add(b, &part[i])
+		}
+		if err := x.call(ctx, b, part, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *Index) call1(ctx context.Context, b *batch, events []event.Event, res *Result) error {
 	b.patch.NowMillis = x.now().UnixMilli()
 	b.patch.Registry = ""
 	if !x.layout.cluster {
@@ -302,7 +327,7 @@ func (x *Index) call(ctx context.Context, b *batch, events []event.Event, res *R
 			b.patch.Plan = plan
 		}
 	}
-	outs, err := lua.PatchIndex(ctx, x.c, &b.patch)
+	outs, err := x.patch(ctx, b)
 	if err != nil {
 		return err
 	}
@@ -313,8 +338,33 @@ func (x *Index) call(ctx context.Context, b *batch, events []event.Event, res *R
 		res.Outcomes = append(res.Outcomes, eventOutcome(outs[i:i+n]))
 		i += n
 	}
-	b.reset()
 	return nil
+}
+
+// patch runs patch_index for b. A delete naming another layer or writer
+// than the published item listing its file still withdraws the file from
+// that item (the path alone names a file): patch_index names the item's
+// group, whose :idle list only it can find, and patch adds the list and
+// calls again. Each round adds a list, so at most one round per op.
+func (x *Index) patch(ctx context.Context, b *batch) ([]Outcome, error) {
+	for range len(b.patch.Ops) + 1 {
+		outs, err := lua.PatchIndex(ctx, x.c, &b.patch)
+		var ig *lua.ItemGroupError
+		if !errors.As(err, &ig) {
+			return outs, err
+		}
+		if ig.Table >= len(b.names) {
+			return nil, fmt.Errorf("index: %w", err)
+		}
+		t := b.names[ig.Table]
+		q, qerr := x.layout.queueOf(t, ig.Group)
+		if qerr != nil {
+			return nil, qerr
+		}
+		b.patch.Alt = append(b.patch.Alt, lua.PatchAlt{Table: ig.Table, Group: ig.Group,
+			Idle: b.queue.key(&b.patch, x.layout.Idle(q))})
+	}
+	return nil, errors.New("index: patch_index kept asking for more :idle lists")
 }
 
 func eventOutcome(ops []Outcome) Outcome {
@@ -339,6 +389,7 @@ func eventOutcome(ops []Outcome) Outcome {
 type batch struct {
 	patch  lua.Patch
 	tables map[Part]int      // -> index in patch.Tables
+	names  []Part            // the Parts of patch.Tables
 	files  map[[3]string]int // (db, table, date) -> index in patch.Files
 	dirs   map[[3]string]int // (db, table, dir) -> index in patch.Dirs
 	size   int64             // sum of size_bytes of the call's files
@@ -383,6 +434,7 @@ func (x *Index) add(b *batch, e *event.Event) {
 	if !ok {
 		t = len(b.patch.Tables)
 		b.tables[part] = t
+		b.names = append(b.names, part)
 		b.patch.Tables = append(b.patch.Tables, lua.PatchTable{
 			Folders:    l.Folders(part),
 			Tombstones: l.Tombstones(part),
@@ -433,6 +485,8 @@ func (b *batch) reset() {
 	b.patch.Ops = b.patch.Ops[:0]
 	b.patch.Drops = b.patch.Drops[:0]
 	b.patch.Extra = b.patch.Extra[:0]
+	b.patch.Alt = b.patch.Alt[:0]
+	b.names = b.names[:0]
 	clear(b.tables)
 	clear(b.files)
 	clear(b.dirs)

@@ -173,6 +173,30 @@ func (l Layout) FilesDate(db, table, key string) (string, bool) {
 	return rest, ok && validDate(rest)
 }
 
+// AllFilesPattern matches every Files key of every table, for SCAN (the
+// gigapi layout).
+func (l Layout) AllFilesPattern() string { return "files:*" }
+
+// ParseFiles splits a Files key of the gigapi layout into its table and
+// date; ok is false for a key that is not one (names cannot hold ':').
+func (l Layout) ParseFiles(key string) (db, table, date string, ok bool) {
+	rest, ok := strings.CutPrefix(key, "files:")
+	if !ok {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// Adoption is the HASH recording the progress of 'indexer adopt': field
+// = a Files key whose adoption is complete, value = "<unix s> <entries
+// GigAPI's reader cannot read that are left>". It is deleted once a run
+// completes, so a killed run resumes where it stopped.
+func (l Layout) Adoption() string { return l.prefix + "adopt" }
+
 // Folders is the HASH of a Part's live-file count per folder
 // ("date=YYYY-MM-DD/hour=HH").
 func (l Layout) Folders(p Part) string { return "folders:" + l.tag(p) }
@@ -274,6 +298,21 @@ func (l Layout) QueuePatterns(db, table string) []string {
 		return []string{"merge:" + t + ":*", "move:" + t + ":*", "drop:" + t + ":*"}
 	}
 	return []string{"merge:" + t + "*", "move:" + t + "*", "drop:" + t + "*"}
+}
+
+// ParseQueue splits a MergeQueue or MoveQueue key of the gigapi layout (with or without its
+// :idle/:processing suffix cut off by the caller) into its kind ('m' or
+// 'v'), merge iteration, folder (merge only), layer and writer.
+func (l Layout) ParseQueue(q string) (kind byte, n int, dir, layer, writer string, ok bool) {
+	parts := strings.Split(q, ":")
+	switch {
+	case len(parts) == 7 && parts[0] == "merge":
+		n, err := strconv.Atoi(parts[3])
+		return 'm', n, parts[4], parts[5], parts[6], err == nil && n >= 1
+	case len(parts) == 5 && parts[0] == "move":
+		return 'v', 0, "", parts[3], parts[4], true
+	}
+	return 0, 0, "", "", "", false
 }
 
 // QueueKeys are a Part's own queue records (see internal/lua/queue.go):

@@ -255,3 +255,69 @@ func TestQueueGigAPILease(t *testing.T) {
 	}
 	checkOK(t, x)
 }
+
+// TestQueueLongNameIDs: files with the longest names the contract allows
+// (128 characters, "<name>.<N>" of 135) get merge, move and drop items
+// whose ids fit a files.replaced event's plan.id, so the merge and the move
+// commit atomically through plan next → files.replaced; ids stay
+// deterministic and distinct for names sharing their first 40 characters.
+func TestQueueLongNameIDs(t *testing.T) {
+	ctx := context.Background()
+	ck := newClock()
+	x, c := queueIndex(t, index.QueueConfig{Layers: []index.Layer{{Name: "hot", TTL: time.Hour}, {Name: "cold"}}}, ck)
+	long := func(c byte) string { return strings.Repeat("n", 120) + strings.Repeat(string(c), 8) }
+	a, b := qfile(5, long('a'), 1, "hot", 10), qfile(5, long('b'), 1, "hot", 20)
+	v := qfile(5, long('v'), 5, "hot", 30) // iteration 5: no merge, a move
+	if len(a.Path) != len("date=2024-01-15/hour=05/")+128+len(".1.parquet") {
+		t.Fatalf("test name has %d characters", len(a.Path))
+	}
+	apply(t, x, created(a), created(b), created(v))
+
+	ck.Add(10 * time.Second)
+	mref := index.QueueRef{Kind: event.PlanMerge, Database: "db", Table: "t", Layer: "hot"}
+	l, err := x.Next(ctx, mref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.ID) > 128 || l.ID != index.ItemID('m', "db", "t", a.Path, "hot", "") {
+		t.Fatalf("merge item id %q (%d characters): want ItemID's, at most 128", l.ID, len(l.ID))
+	}
+	commit := replaced([]event.File{qfile(5, long('m'), 2, "hot", 30)}, []event.File{a, b})
+	commit.Plan = &event.Plan{Kind: event.PlanMerge, ID: l.ID, Token: l.Token}
+	if err := event.Validate(&commit, nil); err != nil {
+		t.Fatalf("the commit of the merge is not a valid event: %v", err)
+	}
+	if res := apply(t, x, commit); res.Outcomes[0] != index.Applied {
+		t.Fatalf("merge commit outcome %v, want applied", res.Outcomes[0])
+	}
+	if n := c.LLen(ctx, l.Processing).Val(); n != 0 {
+		t.Errorf("the merge item is still processing after its commit")
+	}
+
+	ck.Add(time.Date(2024, 1, 16, 0, 0, 0, 0, time.UTC).Sub(ck.Now())) // past chunk time + TTL
+	vref := index.QueueRef{Kind: event.PlanMove, Database: "db", Table: "t", Layer: "hot"}
+	mv, err := x.Next(ctx, vref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mv.ID) > 128 || mv.ID != index.ItemID('v', "db", "t", v.Path, "hot", "") {
+		t.Fatalf("move item id %q (%d characters): want ItemID's, at most 128", mv.ID, len(mv.ID))
+	}
+	to := v
+	to.Layer, to.Path = "cold", index.MovePathTo("db", "t", "hot", v.Path)
+	move := replaced([]event.File{to}, []event.File{v})
+	move.Plan = &event.Plan{Kind: event.PlanMove, ID: mv.ID, Token: mv.Token}
+	if res := apply(t, x, move); res.Outcomes[0] != index.Applied {
+		t.Fatalf("move commit outcome %v, want applied", res.Outcomes[0])
+	}
+	for _, it := range list(t, c, "drop:db:t:hot::idle") {
+		id := it["id"].(string)
+		if p := it["path"].(string); len(id) > 128 || id != index.ItemID('d', "db", "t", p, "hot", "") {
+			t.Errorf("drop item id %q (%d characters) for %s", id, len(id), p)
+		}
+	}
+	if ia, ib := index.ItemID('m', "db", "t", a.Path, "hot", ""), index.ItemID('m', "db", "t", b.Path, "hot", ""); ia == ib {
+		t.Errorf("two long names sharing 120 characters give the same id %s", ia)
+	}
+	checkOK(t, x)
+}

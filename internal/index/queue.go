@@ -228,7 +228,7 @@ func (l Layout) queueOf(p Part, gid string) (string, error) {
 // groupHash is the part of item ids that names their folder's queues: 16
 // hex digits of SHA-256 over the table, folder, layer and writer. An id is
 // "<kind letter><hash>-<name>.<N>" of the item's first path ('m' merge,
-// 'v' move, 'd' drop). A path becomes live at most once and is deleted at
+// 'v' move, 'd' drop), with "<name>.<N>" shortened by idName when long. A path becomes live at most once and is deleted at
 // most once, no two paths of a folder share a name, and N is part of the
 // name, so ids are unique within a table; the hash keeps them apart
 // across tables, folders, layers and writers.
@@ -246,7 +246,25 @@ func groupHash(db, table, dir, layer, writer string) string {
 // 'd' drop) whose first path is path, as patch_index computes it.
 func ItemID(kind byte, db, table, path, layer, writer string) string {
 	f := event.File{Path: path}
-	return string(kind) + groupHash(db, table, f.Dir(), layer, writer) + "-" + nameN(path)
+	return string(kind) + groupHash(db, table, f.Dir(), layer, writer) + "-" + idName(nameN(path))
+}
+
+// maxIDName is the longest "<name>.<N>" an item id carries as it is: with
+// the 18 characters before it, an id then has at most 128, what a
+// files.replaced event's plan.id may carry (the event contract's id rule).
+const maxIDName = 128 - len("m0123456789abcdef-")
+
+// idName is the part of an item id that names its first path: "<name>.<N>"
+// itself when it has at most maxIDName characters, else its first 40
+// characters, ':' and the SHA-1 of the whole in hex (81 characters). ':'
+// never occurs in a name, so a shortened name cannot equal another file's;
+// patch_index and queue_publish compute the same (redis.sha1hex).
+func idName(nameN string) string {
+	if len(nameN) <= maxIDName {
+		return nameN
+	}
+	sum := sha1.Sum([]byte(nameN))
+	return nameN[:40] + ":" + hex.EncodeToString(sum[:])
 }
 
 // nameN is "<name>.<N>" of a valid path.
@@ -366,7 +384,7 @@ func (b *batch) dropItems(nowS int64) {
 		buf = append(buf[:0], `{"id":"d`...)
 		buf = append(buf, d.hash...)
 		buf = append(buf, '-')
-		buf = append(buf, nameN(op.Path)...)
+		buf = append(buf, idName(nameN(op.Path))...)
 		buf = append(buf, `","writer_id":"`...)
 		buf = append(buf, d.writer...)
 		buf = append(buf, `","layer":"`...)

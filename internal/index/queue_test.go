@@ -450,3 +450,54 @@ func TestQueuePublishOrphans(t *testing.T) {
 		t.Errorf("%d pending entries left", n)
 	}
 }
+
+// TestQueueDeleteNamingAnotherLayer: the rule for a file.deleted whose
+// layer or writer_id is not the file's. The path alone names the file:
+// the delete applies, and the file leaves its merge item whether that
+// item is still pending or already published in its :idle list (timing
+// does not matter); the drop item goes to the queue of the layer and
+// writer the delete names.
+func TestQueueDeleteNamingAnotherLayer(t *testing.T) {
+	ck := newClock()
+	x, c := queueIndex(t, index.QueueConfig{Layers: []index.Layer{{Name: "hot"}, {Name: "cold"}}}, ck)
+	idle := "merge:db:t:1:date=2024-01-15/hour=05:hot::idle"
+	other := func(f event.File, layer, writer string) event.Event {
+		e := deleted(f)
+		e.File.Layer, e.File.WriterID = layer, writer
+		return e
+	}
+	a, b, d, e := qfile(5, "a", 1, "hot", 1), qfile(5, "b", 1, "hot", 2), qfile(5, "d", 1, "hot", 3), qfile(5, "e", 1, "hot", 4)
+	apply(t, x, created(a), created(b), created(d), created(e))
+
+	// Pending item.
+	if res := apply(t, x, other(a, "cold", "")); res.Outcomes[0] != index.Applied {
+		t.Fatalf("delete of a pending item's file naming another layer: %v, want applied", res.Outcomes[0])
+	}
+	ck.Add(10 * time.Second)
+	publish(t, x)
+	items := list(t, c, idle)
+	if len(items) != 1 || fmt.Sprint(items[0]["paths"]) != fmt.Sprint([]any{b.Path, d.Path, e.Path}) {
+		t.Fatalf("published items %v, want one listing b, d, e", items)
+	}
+
+	// Published item: another layer, then another writer.
+	if res := apply(t, x, other(b, "cold", "")); res.Outcomes[0] != index.Applied {
+		t.Fatalf("delete of a published item's file naming another layer: %v, want applied", res.Outcomes[0])
+	}
+	if res := apply(t, x, other(d, "hot", "w2")); res.Outcomes[0] != index.Applied {
+		t.Fatalf("delete of a published item's file naming another writer: %v, want applied", res.Outcomes[0])
+	}
+	publish(t, x)
+	items = list(t, c, idle)
+	if len(items) != 1 || fmt.Sprint(items[0]["paths"]) != fmt.Sprint([]any{e.Path}) || fmt.Sprint(items[0]["size"]) != "4" {
+		t.Fatalf("published items after the deletes %v, want one listing only e, size 4", items)
+	}
+	drops := map[string]int{}
+	for _, k := range []string{"drop:db:t:cold::idle", "drop:db:t:hot:w2:idle", "drop:db:t:hot::idle"} {
+		drops[k] = len(list(t, c, k))
+	}
+	if want := map[string]int{"drop:db:t:cold::idle": 2, "drop:db:t:hot:w2:idle": 1, "drop:db:t:hot::idle": 0}; !maps.Equal(drops, want) {
+		t.Errorf("drop items %v, want %v (the queue the delete names)", drops, want)
+	}
+	checkOK(t, x)
+}

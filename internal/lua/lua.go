@@ -22,7 +22,7 @@ var (
 	//go:embed gc_tombstones.lua
 	gcTombstonesSrc string
 
-	patchIndex   = redis.NewScript(patchIndexSrc)
+	patchIndex   = redis.NewScript(withShared(patchIndexSrc))
 	gcTombstones = redis.NewScript(gcTombstonesSrc)
 )
 

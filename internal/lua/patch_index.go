@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -21,7 +22,8 @@ import (
 // and Published keys); each drop list; the Extra keys; the plan's
 // Processing and Leases keys. ARGV: NowMillis; the numbers of tables,
 // files groups and dirs; the queues flag; the numbers of drop lists and
-// extra keys; the plan mode; the time in seconds; the registry flag; per table its registry
+// extra keys; the plan mode; the time in seconds; the registry flag; the
+// number of Alt and per Alt its table (1-based), group and extra key; per table its registry
 // member and newest event time; per files group its table (1-based) and
 // date; the plan's id and token; per dir its files group (1-based), name,
 // its paths' kinds (one letter each) and the sums of its created paths'
@@ -59,6 +61,47 @@ type Patch struct {
 	// Plan, when set, is the plan the call's single files.replaced event
 	// completes; its lease is released with the event's changes.
 	Plan *PatchPlan
+	// Alt are the :idle lists of published items that deletes naming
+	// another layer or writer than the item's withdraw a file from; the
+	// call asks for them with an ItemGroupError.
+	Alt []PatchAlt
+}
+
+// PatchAlt is the :idle list of a table's queue group, for a delete that
+// names another group than its file's item.
+type PatchAlt struct {
+	Table int    // index into Patch.Tables
+	Group string // the item's group ID, as the ItemGroupError named it
+	Idle  int    // its :idle list, 1-based in Patch.Extra
+}
+
+// ItemGroupError is patch_index asking for the :idle list of a published
+// item: a delete names another layer or writer than the item listing its
+// file, and the path alone names the file. Nothing was written; the
+// caller adds the list to Patch.Alt and calls again.
+type ItemGroupError struct {
+	Table int    // index into Patch.Tables
+	Group string // the item's group ID
+}
+
+func (e *ItemGroupError) Error() string {
+	return fmt.Sprintf("patch_index: table %d needs the :idle list of queue group %s", e.Table, e.Group)
+}
+
+// itemGroup parses an ITEMGROUP refusal: "ITEMGROUP <table> <group> …".
+func itemGroup(err error) (*ItemGroupError, bool) {
+	if !redis.HasErrorPrefix(err, "ITEMGROUP") {
+		return nil, false
+	}
+	f := strings.Fields(strings.TrimPrefix(err.Error(), "ERR "))
+	if len(f) < 3 {
+		return nil, false
+	}
+	t, perr := strconv.Atoi(f[1])
+	if perr != nil || t < 1 {
+		return nil, false
+	}
+	return &ItemGroupError{Table: t - 1, Group: f[2]}, true
 }
 
 // PatchTable is one table touched by a call.
@@ -201,6 +244,12 @@ type pathOps struct {
 	del    bool  // some op deletes
 }
 
+// IsRange reports whether err is patch_index refusing a call whose sizes
+// or row counts, with those of the entries it deletes, sum to 2^53 or
+// more (beyond exact arithmetic in Lua). Nothing was written; smaller
+// calls go through.
+func IsRange(err error) bool { return redis.HasErrorPrefix(err, "RANGE") }
+
 // PatchIndex runs patch_index for p and returns one outcome per op, in
 // the order of p.Ops. The call is atomic: on error nothing was written.
 func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, error) {
@@ -278,11 +327,17 @@ func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, err
 		keys = append(keys, p.Registry)
 		registry = "1"
 	}
-	args := make([]any, 0, 10+2*(len(p.Tables)+len(p.Files))+8*len(dirOrder)+3*len(paths))
+	args := make([]any, 0, 11+3*len(p.Alt)+2*(len(p.Tables)+len(p.Files))+8*len(dirOrder)+3*len(paths))
 	args = append(args, strconv.FormatInt(p.NowMillis, 10),
 		strconv.Itoa(len(p.Tables)), strconv.Itoa(len(p.Files)), strconv.Itoa(len(dirOrder)),
 		queues, strconv.Itoa(len(p.Drops)), strconv.Itoa(len(p.Extra)), planMode,
-		strconv.FormatInt(floorDiv(p.NowMillis, 1000), 10), registry)
+		strconv.FormatInt(floorDiv(p.NowMillis, 1000), 10), registry, strconv.Itoa(len(p.Alt)))
+	for _, al := range p.Alt {
+		if al.Table < 0 || al.Table >= len(p.Tables) || al.Idle < 1 || al.Idle > len(p.Extra) {
+			return nil, fmt.Errorf("patch_index: alternative :idle list of group %s is out of range", al.Group)
+		}
+		args = append(args, strconv.Itoa(al.Table+1), al.Group, strconv.Itoa(al.Idle))
+	}
 	for _, t := range p.Tables {
 		keys = append(keys, t.Folders, t.Tombstones, t.Stats)
 		if p.Queues {
@@ -441,6 +496,9 @@ func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, err
 
 	res, err := patchIndex.Run(ctx, c, keys, args...).Text()
 	if err != nil {
+		if ig, ok := itemGroup(err); ok {
+			return nil, ig
+		}
 		return nil, fmt.Errorf("patch_index: %w", err)
 	}
 	out := make([]Outcome, len(p.Ops))

@@ -1,4 +1,5 @@
 #!lua
+-- (shared.lua's size_rows and idname come before this line.)
 -- patch_index: apply a batch of file operations to the GigAPI index in one
 -- atomic call. PatchIndex in patch_index.go builds KEYS and ARGV and
 -- documents them; Lua never builds a key name.
@@ -74,25 +75,6 @@ local function check_type(key, want)
   end
 end
 
--- size_rows reads size_bytes and row_count of an entry. Entries in GigAPI's
--- Go field order (indexer's) have them right after path, whose value holds
--- no quote; others (cjson-encoded by GigAPI's library) are decoded.
-local function size_rows(v)
-  if string.sub(v, 1, 10) == '{"layer":"' then
-    local at = string.find(v, '","size_bytes":', 1, true)
-    if at then
-      local s, r = string.match(v, '^(%d+),"row_count":(%d+)', at + 15)
-      -- Arithmetic coerces a numeric string once; tonumber would twice.
-      if s then return s + 0, r + 0 end
-    end
-  end
-  local ok, e = pcall(cjson.decode, v)
-  if ok and type(e) == 'table' then
-    return tonumber(e['size_bytes']) or 0, tonumber(e['row_count']) or 0
-  end
-  return 0, 0
-end
-
 -- Counters must hold integers before anything is written, so that no write
 -- below can fail halfway. Values stay far below 2^63 (HINCRBY's limit).
 local function is_int(v)
@@ -106,7 +88,15 @@ if registry then check_type(KEYS[1], 'set') end
 
 local nk, nf = 3, 1 -- keys per table, per files group
 if queues then nk, nf = 6, 3 end
-local tables, a = {}, 11
+-- The :idle lists of published items whose files the call deletes under
+-- another layer or writer than the item's (see the withdrawals below):
+-- "<table> <group>" -> index in the extra keys.
+local alt, a = {}, 12
+for _ = 1, tonumber(ARGV[11]) do
+  alt[ARGV[a] .. ' ' .. ARGV[a + 1]] = tonumber(ARGV[a + 2])
+  a = a + 3
+end
+local tables = {}
 for t = 1, ntables do
   local k = k0 + 1 + nk * (t - 1)
   local tb = {folders = KEYS[k], tomb = KEYS[k + 1], stats = KEYS[k + 2],
@@ -124,6 +114,7 @@ for t = 1, ntables do
     check_type(tb.q.pending, 'zset')
     check_type(tb.q.ready, 'zset')
   end
+  tb.i = t
   tables[t] = tb
   a = a + 2
 end
@@ -203,9 +194,17 @@ local superseded = planmode == 'S' or (plan ~= nil and not plan.valid)
 -- created paths, '\n'-joined), its numbers, and its cuts (see below); ''
 -- for a group with no item.
 local dirs = {}
+-- mag sums the magnitudes of every size (and row count) the call adds or
+-- subtracts: the created paths' here, the deleted live entries' below.
+-- While it stays below 2^53 every partial sum is an exact integer in
+-- Lua's doubles; past it the call is refused before its first write
+-- (RANGE) and Go splits it (Go's own guard only sees the sizes events
+-- carry, and a delete need not carry one).
+local mag_b, mag_r = 0, 0
 for d = 1, ndirs do
   local dir = {fg = files[tonumber(ARGV[a])], name = ARGV[a + 1], kinds = ARGV[a + 2],
     files = 0, bytes = tonumber(ARGV[a + 3]), rows = tonumber(ARGV[a + 4])}
+  mag_b, mag_r = mag_b + dir.bytes, mag_r + dir.rows
   a = a + 5
   if queues then
     dir.q, dir.nums, dir.g0 = ARGV[a], ARGV[a + 2], a + 4
@@ -340,6 +339,7 @@ for d = 1, ndirs do
         hdel[nhdel] = p
         local size, rows = size_rows(entry[n])
         dir.files, dir.bytes, dir.rows = dir.files - 1, dir.bytes - size, dir.rows - rows
+        mag_b, mag_r = mag_b + size, mag_r + rows
         if fg.haspub then
           -- Look it up among published items, to withdraw its item.
           local e = fg.ndp + 1
@@ -364,6 +364,11 @@ for d = 1, ndirs do
     tb.ndirs = tb.ndirs + 1
     tb.dirs[tb.ndirs] = dir
   end
+end
+
+if mag_b >= 9007199254740992 or mag_r >= 9007199254740992 then
+  error({err = 'RANGE patch_index: the sizes or row counts this call adds and removes sum to 2^53 or more, ' ..
+    'beyond exact arithmetic; nothing was written. Apply its events in smaller calls.'}, 0)
 end
 
 -- Queue records (queue.go): the state hash holds "seq" (the last item
@@ -481,7 +486,7 @@ for t = 1, ntables do
             local _, ei, ni = cut(i)
             local pz, ez = cut(ni - 1)
             tm = now_s + timeout
-            seq = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. string.sub(chunk, e0 + 26, ei - 8))
+            seq = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. idname(string.sub(chunk, e0 + 26, ei - 8)))
             push(fg, seq, string.sub(chunk, e0 + 2, ez))
             size, i = pz - p0, ni
           end
@@ -495,7 +500,7 @@ for t = 1, ntables do
             if not seq or size + sz > max then
               if nc > 0 then push(fg, seq, table.concat(cs, '\n')) end
               tm = now_s + timeout
-              seq, size, cs, nc = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. string.sub(p, 25, -9)), 0, {}, 0
+              seq, size, cs, nc = newitem('m ', b, tm, 'm' .. ARGV[b + 1] .. '-' .. idname(string.sub(p, 25, -9))), 0, {}, 0
             end
             nc = nc + 1
             cs[nc] = p
@@ -540,8 +545,15 @@ for f = 1, nfiles do
             idle = select(7, unpack_struct('<BdddddH', ARGV[b + 3]))
           end
           if string.sub(lfield, 2) ~= gid or idle == 0 then
-            fail('QUEUE', 'the delete of ' .. fg.dp[e] .. ' names another layer or writer than its queued item ' ..
-              id .. ' (' .. gid .. '); send deletes with the layer and writer_id of the file')
+            -- The delete names another layer or writer than the item's
+            -- group: the path alone names the file, so the item is
+            -- withdrawn all the same, from its own :idle list, which Go
+            -- passes once it knows the group (before any write).
+            idle = alt[fg.tb.i .. ' ' .. gid]
+            if not idle then
+              error({err = 'ITEMGROUP ' .. fg.tb.i .. ' ' .. gid .. ' patch_index: the delete of ' .. fg.dp[e] ..
+                ' needs the :idle list of its item ' .. id .. '; nothing was written'}, 0)
+            end
           end
           local ok, item = pcall(cjson.decode, json)
           if not ok or type(item) ~= 'table' then

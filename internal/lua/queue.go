@@ -66,7 +66,7 @@ var (
 	//go:embed queue_done.lua
 	queueDoneSrc string
 
-	queuePublish   = redis.NewScript(queuePublishSrc)
+	queuePublish   = redis.NewScript(withShared(queuePublishSrc))
 	queueLease     = redis.NewScript(queueLeaseSrc)
 	queueLeaseDrop = redis.NewScript(queueLeaseDropSrc)
 	queueRedeliver = redis.NewScript(queueRedeliverSrc)

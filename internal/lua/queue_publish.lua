@@ -1,4 +1,5 @@
 #!lua
+-- (shared.lua's size_rows and idname come before this line.)
 -- queue_publish: publish due items into GigAPI's :idle lists (queue.go
 -- documents the records). A merge item becomes GigAPI's merge item of its
 -- live paths (sorted) and their sizes; a move batch becomes one move item
@@ -50,15 +51,6 @@ local function call(cmd, k, list)
     end
   end
   return out
-end
-
--- size of an entry (indexer's field order, else decoded).
-local function size(v)
-  local at = string.find(v, '","size_bytes":', 1, true)
-  local s = at and string.match(v, '^(%d+),', at + 15)
-  if s then return s + 0 end
-  local ok, e = pcall(cjson.decode, v)
-  return ok and type(e) == 'table' and tonumber(e.size_bytes) or 0
 end
 
 -- chunks returns, per item seq in chunk list k (read once), its chunks
@@ -125,7 +117,7 @@ local sizes = {}
 for k, ps in pairs(byfile) do
   local es = call('HMGET', k, ps)
   for j = 1, #ps do
-    if es[j] then sizes[ps[j]] = size(es[j]) end
+    if es[j] then sizes[ps[j]] = (size_rows(es[j])) end
   end
 end
 
@@ -153,7 +145,7 @@ for _, op in ipairs(ops) do
       local dest = string.sub(p, 1, 24) .. string.sub(x, 1, 8) .. '-' .. string.sub(x, 9, 12) .. '-' ..
         string.sub(x, 13, 16) .. '-' .. string.sub(x, 17, 20) .. '-' .. string.sub(x, 21, 32) ..
         string.match(p, '%.%d+%.parquet$')
-      local vid = pre .. string.sub(p, 25, -9)
+      local vid = pre .. idname(string.sub(p, 25, -9))
       items[#items + 1] = {vid, '{"id":"' .. vid .. mid .. p .. '","layer_from":"' .. layer .. to .. dest .. tail, {p}}
     end
   end

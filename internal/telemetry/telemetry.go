@@ -37,6 +37,7 @@ type Metrics struct {
 	failures     *prometheus.CounterVec
 	lag          prometheus.Gauge
 	eventAge     prometheus.Histogram
+	outsideHour  prometheus.Counter
 
 	ready atomic.Bool
 }
@@ -72,9 +73,11 @@ func NewMetrics(source string) *Metrics {
 		eventAge: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "indexer_event_age_seconds",
 			Help: "Age of events when applied (apply time minus event time).", ConstLabels: labels,
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)}),
+		outsideHour: prometheus.NewCounter(prometheus.CounterOpts{Name: "indexer_events_outside_hour_total",
+			Help: "Events applied whose files' min_time..max_time leave their hour folder (GigAPI's readers prune by folder and miss that data).", ConstLabels: labels}),
 	}
 	reg.MustRegister(m.events, m.batches, m.batchSize, m.applySeconds, m.redeliveries, m.deadLetters,
-		m.acks, m.lost, m.failures, m.lag, m.eventAge,
+		m.acks, m.lost, m.failures, m.lag, m.eventAge, m.outsideHour,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -123,6 +126,14 @@ func (m *Metrics) Acked(n int) {
 func (m *Metrics) Lost(n int) {
 	if m != nil && n > 0 {
 		m.lost.Add(float64(n))
+	}
+}
+
+// OutsideHour counts applied events whose files' time range leaves their
+// hour folder (see index.OutsideHour).
+func (m *Metrics) OutsideHour(n int) {
+	if m != nil && n > 0 {
+		m.outsideHour.Add(float64(n))
 	}
 }
 
