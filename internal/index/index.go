@@ -163,7 +163,7 @@ func (r Result) Count(o Outcome) int {
 // ignored and the event applies as it would without one.
 func (x *Index) Apply(ctx context.Context, events []event.Event) (Result, error) {
 	for i := range events {
-		err := event.Validate(&events[i], nil)
+		err := event.Validate(&events[i])
 		if err == nil && x.layout.cluster {
 			err = event.CheckSingleDate(&events[i])
 		}
