@@ -161,8 +161,11 @@ func Retry(ctx context.Context, o Options, attempt func(ctx context.Context) err
 	b.Reset()
 	for n := 1; ; n++ {
 		err := attempt(ctx)
-		if err == nil || !Transient(err) || ctx.Err() != nil {
+		if err == nil || !Transient(err) {
 			return err
+		}
+		if ctx.Err() != nil {
+			return ctxErr(ctx, err)
 		}
 		wait := b.NextBackOff()
 		if retryFor < 0 || wait == backoff.Stop {
@@ -179,7 +182,16 @@ func Retry(ctx context.Context, o Options, attempt func(ctx context.Context) err
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w (while retrying: %w)", ctx.Err(), err)
+			return ctxErr(ctx, err)
 		}
 	}
+}
+
+// ctxErr is the error of a call whose context ended while it failed with
+// err: it matches both.
+func ctxErr(ctx context.Context, err error) error {
+	if errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w (while retrying: %w)", ctx.Err(), err)
 }
