@@ -35,7 +35,7 @@ func Example() {
 	}
 
 	p, err := natspub.New(js, natspub.Config{
-		SubjectPrefix: "example.events",                     // default idx.events
+		SubjectPrefix: "example.events",                       // default idx.events
 		Options:       publish.Options{Format: event.MsgPack}, // default JSON
 	})
 	if err != nil {
