@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/streamindex/indexer/event"
-	"github.com/streamindex/indexer/internal/consumer/jetstream"
-	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/progress"
 	"github.com/streamindex/indexer/internal/synth"
+	"github.com/streamindex/indexer/publish"
+	"github.com/streamindex/indexer/publish/natspub"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 func init() {
@@ -23,42 +28,50 @@ func init() {
 	})
 }
 
-// publishBatch is the number of events sent per round trip.
+// publishBatch is the number of events sent per Publish call.
 const publishBatch = 1000
 
-// publisher sends encoded events to one transport.
+// publisher sends one batch to one transport: events through the
+// library's Publish (validated, encoded), or --raw lines as they are.
 type publisher interface {
-	send(ctx context.Context, events []event.Event, data [][]byte, f event.Format) error
+	publish(ctx context.Context, events []event.Event) error
+	raw(ctx context.Context, lines [][]byte, f event.Format) error
 }
 
-type redisPublisher struct{ p *redisstream.Publisher }
+type redisPublisher struct{ p *redispub.Publisher }
 
-func (r redisPublisher) send(ctx context.Context, _ []event.Event, data [][]byte, f event.Format) error {
-	out := make([]redisstream.Outgoing, len(data))
-	for i := range data {
-		out[i] = redisstream.Outgoing{Data: data[i], Format: f}
+func (r redisPublisher) publish(ctx context.Context, events []event.Event) error {
+	return r.p.Publish(ctx, events...)
+}
+
+func (r redisPublisher) raw(ctx context.Context, lines [][]byte, f event.Format) error {
+	msgs := make([]redispub.Message, len(lines))
+	for i := range lines {
+		msgs[i] = redispub.Message{Data: lines[i], CT: f.String()}
 	}
-	_, err := r.p.Publish(ctx, out)
+	_, err := r.p.PublishRaw(ctx, msgs)
 	return err
 }
 
 type natsPublisher struct {
-	p              *jetstream.Publisher
-	subject, msgID string // for --raw lines
+	p       *natspub.Publisher
+	subject string // for --raw lines
 }
 
-func (n natsPublisher) send(ctx context.Context, events []event.Event, data [][]byte, f event.Format) error {
-	out := make([]jetstream.Outgoing, len(data))
-	for i := range data {
-		out[i] = jetstream.Outgoing{Data: data[i], Format: f}
-		if events != nil {
-			out[i].Event = &events[i]
-		} else {
-			out[i].Subject = n.subject
-			out[i].MsgID = fmt.Sprintf("%s-%d-%d", n.msgID, time.Now().UnixNano(), i)
-		}
+func (n natsPublisher) publish(ctx context.Context, events []event.Event) error {
+	return n.p.Publish(ctx, events...)
+}
+
+// raw publishes lines to the --database/--table subject, each with a
+// Nats-Msg-Id of its own, so that a retry stores it once.
+func (n natsPublisher) raw(ctx context.Context, lines [][]byte, f event.Format) error {
+	msgs := make([]*nats.Msg, len(lines))
+	prefix := fmt.Sprintf("raw-%d-", time.Now().UnixNano())
+	for i := range lines {
+		msgs[i] = &nats.Msg{Subject: n.subject, Data: lines[i], Header: nats.Header{
+			natspub.HeaderContentType: {f.ContentType()}, natsjs.MsgIDHeader: {prefix + strconv.Itoa(i)}}}
 	}
-	return n.p.Publish(ctx, out)
+	return n.p.PublishMsgs(ctx, msgs)
 }
 
 func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
@@ -95,6 +108,10 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			return usagef("--generate and --rate must not be negative")
 		}
 
+		// Retries (a failover, a stream leader change) are logged as
+		// warnings; the library gives up after a minute of failures.
+		log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		opts := publish.Options{Format: format, Logger: log}
 		var pub publisher
 		switch so.source {
 		case sourceRedis:
@@ -103,16 +120,22 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 				return err
 			}
 			defer c.Close()
-			pub = redisPublisher{redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, MaxLen: *maxLen, Pipeline: publishBatch})}
+			p, err := redispub.New(c, redispub.Config{Options: opts, Stream: so.stream, MaxLen: max(*maxLen, 0), Pipeline: publishBatch})
+			if err != nil {
+				return err
+			}
+			pub = redisPublisher{p}
 		case sourceNATS:
-			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			_, js, closeNATS, err := no.connect(log, "indexer publish")
 			if err != nil {
 				return err
 			}
 			defer closeNATS()
-			pub = natsPublisher{p: jetstream.NewPublisher(js, jetstream.PublisherConfig{}),
-				subject: "idx.events." + *database + "." + *table, msgID: "raw"}
+			p, err := natspub.New(js, natspub.Config{Options: opts})
+			if err != nil {
+				return err
+			}
+			pub = natsPublisher{p: p, subject: p.Subject(*database, *table)}
 		}
 
 		// The bar counts events; duplicates are extra messages.
@@ -127,31 +150,33 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		}
 		start := time.Now()
 		var sent, dups, invalid int
-		var events []event.Event
-		var data [][]byte
+		var events []event.Event // or, with --raw, lines
+		var lines [][]byte
 		flush := func() error {
-			if len(data) == 0 {
+			n := len(events) + len(lines)
+			if n == 0 {
 				return nil
 			}
-			limiter.wait(ctx, len(data))
-			evs := events
+			limiter.wait(ctx, n)
+			var err error
 			if *raw {
-				evs = nil
+				err = pub.raw(ctx, lines, format)
+			} else {
+				err = pub.publish(ctx, events)
 			}
-			if err := pub.send(ctx, evs, data, format); err != nil {
-				return fmt.Errorf("publish after %d events: %w", sent, err)
+			if err != nil {
+				return fmt.Errorf("publish after %d messages: %w", sent, err)
 			}
-			sent += len(data)
-			events, data = events[:0], data[:0]
+			sent += n
+			events, lines = events[:0], lines[:0]
 			return nil
 		}
-		add := func(e event.Event, d []byte, dup bool) error {
+		add := func(e event.Event, dup bool) error {
 			if !dup {
 				bar.Add(1)
 			}
 			events = append(events, e)
-			data = append(data, d)
-			if len(data) >= batchN {
+			if len(events) >= batchN {
 				return flush()
 			}
 			return nil
@@ -162,16 +187,12 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			rng := rand.New(rand.NewPCG(*seed, 99))
 			for i := 0; i < *generate && ctx.Err() == nil; i++ {
 				e := g.Next()
-				d, err := event.Encode(format, &e)
-				if err != nil {
-					return err
-				}
-				if err := add(e, d, false); err != nil {
+				if err := add(e, false); err != nil {
 					return err
 				}
 				if *duplicateRatio > 0 && rng.Float64() < *duplicateRatio {
 					dups++
-					if err := add(e, d, true); err != nil {
+					if err := add(e, true); err != nil {
 						return err
 					}
 				}
@@ -184,7 +205,12 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			defer closeIn()
 			err = readLines(in, 1<<30, func(n int, line []byte, _ bool) error {
 				if *raw {
-					return add(event.Event{}, append([]byte(nil), line...), false)
+					bar.Add(1)
+					lines = append(lines, append([]byte(nil), line...))
+					if len(lines) >= batchN {
+						return flush()
+					}
+					return nil
 				}
 				e, err := event.Decode(event.JSON, line)
 				if err != nil {
@@ -194,11 +220,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 					}
 					return nil
 				}
-				d, err := event.Encode(format, &e)
-				if err != nil {
-					return err
-				}
-				return add(e, d, false)
+				return add(e, false)
 			})
 			if err != nil {
 				return err

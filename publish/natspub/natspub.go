@@ -91,9 +91,18 @@ func New(js jetstream.JetStream, cfg Config) (*Publisher, error) {
 	return &Publisher{js: js, cfg: cfg, enc: enc}, nil
 }
 
-// Subject is the subject an event of database.table is published to.
+// Subject is the subject an event of database.table is published to:
+// TableSubject(Config.SubjectPrefix, database, table).
 func (p *Publisher) Subject(database, table string) string {
-	return p.cfg.SubjectPrefix + "." + database + "." + table
+	return TableSubject(p.cfg.SubjectPrefix, database, table)
+}
+
+// TableSubject is the subject events of database.table are published to,
+// <prefix>.<database>.<table>; the workers check that an event's subject
+// is this one. Names may contain '.', so a subject cannot be split back
+// into database and table.
+func TableSubject(prefix, database, table string) string {
+	return prefix + "." + database + "." + table
 }
 
 // Publish validates and encodes events and publishes each to its table's
@@ -402,13 +411,24 @@ func (p *Publisher) noResponders(ctx context.Context, subjects []string) error {
 		}
 		seen[s] = true
 		lctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
-		_, err := p.js.StreamNameBySubject(lctx, s)
+		err := CheckStream(lctx, p.js, s)
 		cancel()
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("no stream captures subject %s: %w: run 'indexer setup --source nats' (or check the subject prefix)", s, publish.ErrStreamMissing)
+		if err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("no responders on %s (the stream may be electing a leader): %w", subjects[0], nats.ErrNoResponders)
+}
+
+// CheckStream tells why nobody answered a publish to subject: an error
+// wrapping publish.ErrStreamMissing that says what to do when no stream
+// captures the subject; nil when one does (it may be electing its leader)
+// or the server could not tell now.
+func CheckStream(ctx context.Context, js jetstream.JetStream, subject string) error {
+	if _, err := js.StreamNameBySubject(ctx, subject); errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("no stream captures subject %s: %w: run 'indexer setup --source nats' (or check the subject prefix)", subject, publish.ErrStreamMissing)
+	}
+	return nil
 }
 
 // pubAckStatus reads a reply: stored, retryable (a 5xx API error, or no

@@ -22,7 +22,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
@@ -30,6 +29,9 @@ import (
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
+	"github.com/streamindex/indexer/publish"
+	"github.com/streamindex/indexer/publish/natspub"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // fopts configures a fault environment. Zero fields mean the defaults.
@@ -61,8 +63,8 @@ type fenv struct {
 
 	nc      *nats.Conn // the test's own connection to NATS (reconnects forever)
 	js      natsjs.JetStream
-	pubNATS *jetstream.Publisher
-	pubRds  *redisstream.Publisher
+	pubNATS *natspub.Publisher // the writer library, retrying for 2 minutes
+	pubRds  *redispub.Publisher
 
 	mu       sync.Mutex
 	model    *synth.Model // what the distinct valid events published give
@@ -94,7 +96,10 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 		redisURL = "redis://" + f.rproxy.Addr() + "/0"
 	}
 	f.wvars = []string{"INDEXER_REDIS_URL=" + redisURL}
-	f.pubRds = redisstream.NewPublisher(f.rdb, redisstream.PublisherConfig{})
+	var err error
+	if f.pubRds, err = redispub.New(f.rdb, redispub.Config{Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
 	if source == "nats" {
 		f.nats = testserver.StartNATSProcess(t, natsBin)
 		natsURL := f.nats.ClientURL()
@@ -104,7 +109,6 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 		}
 		f.vars = append(f.vars, "INDEXER_NATS_URL="+f.nats.ClientURL(), "INDEXER_SOURCE=nats")
 		f.wvars = append(f.wvars, "INDEXER_NATS_URL="+natsURL)
-		var err error
 		f.nc, err = nats.Connect(f.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 			nats.Timeout(2*time.Second), nats.ReconnectBufSize(-1))
 		if err != nil {
@@ -114,7 +118,9 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 		if f.js, err = natsjs.New(f.nc); err != nil {
 			t.Fatal(err)
 		}
-		f.pubNATS = jetstream.NewPublisher(f.js, jetstream.PublisherConfig{AckTimeout: 5 * time.Second})
+		if f.pubNATS, err = natspub.New(f.js, natspub.Config{AckTimeout: 5 * time.Second, Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
+			t.Fatal(err)
+		}
 		f.must("", "setup", "--source", "nats", "--ack-wait", o.ackWait.String(),
 			"--max-deliver", strconv.Itoa(o.maxDeliver), "--workers", "6")
 	} else {
@@ -255,7 +261,7 @@ func interleave(hs ...[]event.Event) []event.Event {
 	}
 }
 
-// publish publishes events (JSON) through the product's publisher, with
+// publish publishes events (JSON) through the writer library, which
 // retries while the server is down (a retried Redis publish may store an
 // event twice, which the index absorbs; NATS de-duplicates by event id),
 // and adds them to the model.
@@ -266,38 +272,23 @@ func (f *fenv) publish(events []event.Event) {
 	}
 }
 
+// tryPublish publishes events in chunks of 500 within the time given.
 func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time.Duration) error {
 	f.mu.Lock()
 	f.model.Apply(events...)
 	f.mu.Unlock()
-	deadline := time.Now().Add(within)
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
 	for len(events) > 0 {
 		n := min(len(events), 500)
-		chunk := events[:n]
 		var err error
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if f.source == "nats" {
-			out := make([]jetstream.Outgoing, n)
-			for i := range chunk {
-				d, _ := event.Encode(event.JSON, &chunk[i])
-				out[i] = jetstream.Outgoing{Event: &chunk[i], Data: d, Format: event.JSON}
-			}
-			err = f.pubNATS.Publish(pctx, out)
+			err = f.pubNATS.Publish(ctx, events[:n]...)
 		} else {
-			out := make([]redisstream.Outgoing, n)
-			for i := range chunk {
-				d, _ := event.Encode(event.JSON, &chunk[i])
-				out[i] = redisstream.Outgoing{Data: d, Format: event.JSON}
-			}
-			_, err = f.pubRds.Publish(pctx, out)
+			err = f.pubRds.Publish(ctx, events[:n]...)
 		}
-		cancel()
 		if err != nil {
-			if ctx.Err() != nil || time.Now().After(deadline) {
-				return fmt.Errorf("publish: %w", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-			continue
+			return fmt.Errorf("publish: %w", err)
 		}
 		f.mu.Lock()
 		f.sent += n
@@ -315,10 +306,10 @@ func (f *fenv) publishPoison(data []byte, ct string) error {
 	var err error
 	if f.source == "nats" {
 		format, _ := event.ParseFormat(ct)
-		err = f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: data, Format: format,
-			Subject: "idx.events.demo.events", MsgID: fmt.Sprintf("poison-%d", time.Now().UnixNano())}})
+		err = f.pubNATS.PublishMsgs(ctx, []*nats.Msg{{Subject: "idx.events.demo.events", Data: data, Header: nats.Header{
+			"Content-Type": {format.ContentType()}, natsjs.MsgIDHeader: {fmt.Sprintf("poison-%d", time.Now().UnixNano())}}}})
 	} else {
-		err = f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", data, "ct", ct}}).Err()
+		_, err = f.pubRds.PublishRaw(ctx, []redispub.Message{{Data: data, CT: ct}})
 	}
 	if err == nil {
 		f.mu.Lock()

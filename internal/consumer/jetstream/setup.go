@@ -9,6 +9,8 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamindex/indexer/publish/natspub"
 )
 
 // Defaults shared by Setup, New and the Publisher (DESIGN.md §2).
@@ -16,7 +18,7 @@ const (
 	DefaultStream           = "IDX_EVENTS"
 	DefaultDeadLetters      = "IDX_DLQ"
 	DefaultConsumer         = "indexer"
-	DefaultSubjectPrefix    = "idx.events"
+	DefaultSubjectPrefix    = natspub.DefaultSubjectPrefix
 	DefaultDeadLetterPrefix = "idx.dlq"
 )
 
