@@ -147,12 +147,17 @@ func (c *NATSCluster) start(i int) {
 	c.mu.Unlock()
 }
 
+// ClientURL is server i's client URL (from 0).
+func (c *NATSCluster) ClientURL(i int) string {
+	return fmt.Sprintf("nats://127.0.0.1:%d", c.opts[i].Port)
+}
+
 // URL is the comma-separated list of every server's client URL, as
 // clients of a cluster are given (nats.Connect, --nats-url).
 func (c *NATSCluster) URL() string {
 	urls := make([]string, len(c.opts))
-	for i, o := range c.opts {
-		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
+	for i := range c.opts {
+		urls[i] = c.ClientURL(i)
 	}
 	return strings.Join(urls, ",")
 }

@@ -48,18 +48,23 @@ type fopts struct {
 	// (setup, publish, replay, dlq, check) always reach the servers
 	// directly.
 	redisProxy, natsProxy bool
+	// natsCluster runs NATS as a 3-server in-process cluster (setup then
+	// creates R3 streams) instead of one nats-server process; natsProxy
+	// does not apply.
+	natsCluster bool
 }
 
 // fenv is one fault test's servers, proxies, workers and record of what was
 // published.
 type fenv struct {
 	*env
-	source string
-	opts   fopts
-	nats   *testserver.NATSProcess // with source nats
-	rproxy *testserver.Proxy       // workers -> Redis, when asked
-	nproxy *testserver.Proxy       // workers -> NATS, when asked
-	wvars  []string                // the workers' environment: URLs through the proxies
+	source  string
+	opts    fopts
+	nats    *testserver.NATSProcess // with source nats
+	cluster *testserver.NATSCluster // with source nats and natsCluster
+	rproxy  *testserver.Proxy       // workers -> Redis, when asked
+	nproxy  *testserver.Proxy       // workers -> NATS, when asked
+	wvars   []string                // the workers' environment: URLs through the proxies
 
 	nc      *nats.Conn // the test's own connection to NATS (reconnects forever)
 	js      natsjs.JetStream
@@ -101,15 +106,21 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 		t.Fatal(err)
 	}
 	if source == "nats" {
-		f.nats = testserver.StartNATSProcess(t, natsBin)
-		natsURL := f.nats.ClientURL()
-		if o.natsProxy {
-			f.nproxy = testserver.NewProxy(t, f.nats.Addr())
-			natsURL = "nats://" + f.nproxy.Addr()
+		var serverURL, natsURL string
+		if o.natsCluster {
+			f.cluster = testserver.StartNATSCluster(t, 3)
+			serverURL, natsURL = f.cluster.URL(), f.cluster.URL()
+		} else {
+			f.nats = testserver.StartNATSProcess(t, natsBin)
+			serverURL, natsURL = f.nats.ClientURL(), f.nats.ClientURL()
+			if o.natsProxy {
+				f.nproxy = testserver.NewProxy(t, f.nats.Addr())
+				natsURL = "nats://" + f.nproxy.Addr()
+			}
 		}
-		f.vars = append(f.vars, "INDEXER_NATS_URL="+f.nats.ClientURL(), "INDEXER_SOURCE=nats")
+		f.vars = append(f.vars, "INDEXER_NATS_URL="+serverURL, "INDEXER_SOURCE=nats")
 		f.wvars = append(f.wvars, "INDEXER_NATS_URL="+natsURL)
-		f.nc, err = nats.Connect(f.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		f.nc, err = nats.Connect(serverURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 			nats.Timeout(2*time.Second), nats.ReconnectBufSize(-1))
 		if err != nil {
 			t.Fatal(err)
