@@ -78,6 +78,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 	ro := addRedisFlags(fs)
 	so := addStreamFlags(fs, false)
 	no := addNATSFlags(fs, false)
+	do := addDecoderFlags(fs) // the workers' rules: what they would dead-letter is refused here
 	file := fs.String("file", "-", "NDJSON `file` of events to publish, one per line; - reads stdin (ignored with --generate)")
 	generate := fs.Int("generate", 0, "publish this many synthetic `events` instead of reading NDJSON")
 	database := fs.String("database", "demo", "--generate: `database` of the synthetic events")
@@ -107,11 +108,19 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		if *generate < 0 || *rate < 0 {
 			return usagef("--generate and --rate must not be negative")
 		}
+		rules, err := do.rules(ro.layout) // the cluster layout also refuses files.replaced events over several dates
+		if err != nil {
+			return err
+		}
+		dec, err := event.NewDecoder(rules)
+		if err != nil {
+			return usagef("%v", err)
+		}
 
 		// Retries (a failover, a stream leader change) are logged as
 		// warnings; the library gives up after a minute of failures.
 		log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		opts := publish.Options{Format: format, Logger: log}
+		opts := publish.Options{Format: format, Logger: log, Rules: rules}
 		var pub publisher
 		switch so.source {
 		case sourceRedis:
@@ -212,7 +221,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 					}
 					return nil
 				}
-				e, err := event.Decode(event.JSON, line)
+				e, err := dec.Decode(event.JSON, line)
 				if err != nil {
 					invalid++
 					if invalid <= maxReported {
