@@ -54,7 +54,7 @@ func events(n int, seed uint64) []event.Event {
 }
 
 // connect connects to url, reconnecting forever, and returns JetStream.
-func connect(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
+func connect(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond),
 		nats.ReconnectBufSize(-1)}, opts...)...)
@@ -70,7 +70,7 @@ func connect(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream 
 }
 
 // createStream creates the events stream with replicas.
-func createStream(t *testing.T, js jetstream.JetStream, replicas int) {
+func createStream(t testing.TB, js jetstream.JetStream, replicas int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
