@@ -315,3 +315,28 @@ func TestWriterPermissions(t *testing.T) {
 		t.Errorf("%d events stored, want %d", len(got), len(ev))
 	}
 }
+
+// TestConcurrentPublish: one Publisher used by many goroutines at once
+// stores every event once.
+func TestConcurrentPublish(t *testing.T) {
+	js := connect(t, testserver.NATS(t).ClientURL())
+	createStream(t, js, 1)
+	p, _ := natspub.New(js, natspub.Config{MaxInFlight: 64})
+	ev := events(4000, 8)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var err error
+			for i := g * 500; i < (g+1)*500 && err == nil; i += 50 {
+				err = p.Publish(context.Background(), ev[i:i+50]...)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkOnce(t, js, event.JSON, ev)
+}
