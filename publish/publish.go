@@ -15,7 +15,7 @@
 //     workers would dead-letter.
 //   - Publish returns nil only once the stream has stored every event
 //     (Redis: XADD replied; NATS: the stream's PubAck came).
-//   - Transient failures (connection loss, Redis LOADING/READONLY/
+//   - Transient failures (connection loss, Redis LOADING, READONLY,
 //     MASTERDOWN, a NATS leader election, no responders while a stream
 //     has no leader, a PubAck timeout) are retried with exponential
 //     backoff for Options.RetryFor, sending again only what was not
