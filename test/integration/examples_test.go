@@ -52,6 +52,7 @@ func (e *env) liveFiles(database, table string) int {
 // worker indexes them (500 events: 400 files created, 100 of them deleted
 // again) with no dead letter.
 func TestExampleWriter(t *testing.T) {
+	t.Parallel()
 	writer := filepath.Join(t.TempDir(), "writer")
 	build := exec.Command("go", "build", "-o", writer, "./examples/writer")
 	build.Dir = moduleRoot(t)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
@@ -101,8 +102,12 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 		redisURL = "redis://" + f.rproxy.Addr() + "/0"
 	}
 	f.wvars = []string{"INDEXER_REDIS_URL=" + redisURL}
+	// The publisher's own client: writing the 64 MB poison payload on a
+	// loaded machine takes longer than go-redis's default 3 s timeouts.
+	pc := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	t.Cleanup(func() { pc.Close() })
 	var err error
-	if f.pubRds, err = redispub.New(f.rdb, redispub.Config{Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
+	if f.pubRds, err = redispub.New(pc, redispub.Config{Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
 	if source == "nats" {
@@ -312,7 +317,7 @@ func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time
 // publishPoison publishes one malformed message as it is, with content
 // type ct ("json" or "msgpack"), and expects it among the dead letters.
 func (f *fenv) publishPoison(data []byte, ct string) error {
-	ctx, cancel := context.WithTimeout(f.t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(f.t.Context(), 2*time.Minute)
 	defer cancel()
 	var err error
 	if f.source == "nats" {
