@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 BENCH_ARGS ?=
 RUN_ARGS ?=
 
-TESTFLAGS := -count=1
+TESTFLAGS := -count=1 -timeout 30m
 ifneq ($(T),)
 TESTFLAGS += -run '$(T)'
 endif

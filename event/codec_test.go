@@ -928,13 +928,18 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 			}
 			checkRejected(t, name+" "+f.String(), err, &expectedError{Field: c.field}, false)
 		}
-		checkRejected(t, name+" Validate", event.Validate(&e, nil), &expectedError{Field: c.field}, false)
+		checkRejected(t, name+" Validate", event.Validate(&e), &expectedError{Field: c.field}, false)
 	}
 	e := validEvent()
-	if err := event.Validate(&e, map[string]bool{"cold": true}); err == nil {
+	cold, _ := event.NewDecoder(event.Config{Layers: []string{"cold"}})
+	if err := cold.Validate(&e); err == nil {
 		t.Error("Validate ignored the layer set")
 	}
-	if err := event.Validate(&e, map[string]bool{"hot": true}); err != nil {
+	if _, err := cold.Encode(event.JSON, &e); err == nil {
+		t.Error("Encode ignored the layer set")
+	}
+	hot, _ := event.NewDecoder(event.Config{Layers: []string{"hot"}})
+	if err := hot.Validate(&e); err != nil {
 		t.Error(err)
 	}
 }

@@ -105,7 +105,7 @@ func Decode(f Format, data []byte) (Event, error) {
 func (d *Decoder) Decode(f Format, data []byte) (Event, error) {
 	var e Event
 	if len(data) > d.maxBytes {
-		return e, invalid("", "message is %d bytes, more than the limit of %d", len(data), d.maxBytes)
+		return e, tooLong(len(data), d.maxBytes)
 	}
 	var err *ValidationError
 	switch f {
@@ -134,6 +134,11 @@ func (d *Decoder) Decode(f Format, data []byte) (Event, error) {
 		return Event{}, err
 	}
 	return e, nil
+}
+
+// tooLong is the error of a message over the size limit.
+func tooLong(n, limit int) *ValidationError {
+	return invalid("", "message is %d bytes, more than the limit of %d", n, limit)
 }
 
 var (

@@ -19,15 +19,35 @@ type sink interface {
 	stats(Stats) error
 }
 
-// Encode validates e and returns its encoding in format f.
-func Encode(f Format, e *Event) ([]byte, error) {
-	if err := Validate(e, nil); err != nil {
+// Encode validates e with the default Config and returns its encoding
+// in format f; see Decoder.Encode.
+func Encode(f Format, e *Event) ([]byte, error) { return defaultDecoder.Encode(f, e) }
+
+// Encode validates e as d.Validate does and returns its encoding in
+// format f, or a *ValidationError: the first rule e breaks, or an
+// encoding longer than d's MaxMessageBytes (which d.Decode would refuse).
+// Decoding the result with d gives back e.
+func (d *Decoder) Encode(f Format, e *Event) ([]byte, error) {
+	if err := d.Validate(e); err != nil {
 		return nil, err
 	}
-	if f == MsgPack {
-		return AppendMsgpack(nil, e)
+	var b []byte
+	var err error
+	switch f {
+	case JSON:
+		b, err = AppendJSON(nil, e)
+	case MsgPack:
+		b, err = AppendMsgpack(nil, e)
+	default:
+		return nil, invalid("", "unknown format %d", f)
 	}
-	return AppendJSON(nil, e)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > d.maxBytes {
+		return nil, tooLong(len(b), d.maxBytes)
+	}
+	return b, nil
 }
 
 // AppendJSON appends the JSON encoding of e to dst. It does not validate e.

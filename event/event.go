@@ -7,6 +7,13 @@
 // are not exact integers where integers are required, and every rule of
 // DESIGN.md §2 produce a *ValidationError naming the field and the reason.
 // A decoded Event is always valid; Encode refuses to write an invalid one.
+//
+// Writers build events with Created, Deleted and Replaced (ids from
+// ContentID, or their own), check them with Validate — the very code the
+// workers' Decoder runs on every message, so nothing a writer was told is
+// valid gets dead-lettered — and encode them with Encode. The publishers
+// of package publish do all of that; this package is enough for a writer
+// with its own transport.
 package event
 
 import (

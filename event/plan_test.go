@@ -27,7 +27,7 @@ func TestPlanRules(t *testing.T) {
 		{"token 20 digits", replaced(&event.Plan{Kind: event.PlanMove, ID: "x", Token: "12345678901234567890"}), "plan.token"},
 	} {
 		var ve *event.ValidationError
-		if err := event.Validate(&tc.e, nil); !errors.As(err, &ve) || ve.Field != tc.field {
+		if err := event.Validate(&tc.e); !errors.As(err, &ve) || ve.Field != tc.field {
 			t.Errorf("%s: %v, want an error on %s", tc.name, err, tc.field)
 		}
 	}

@@ -28,11 +28,19 @@ func invalid(field, format string, args ...any) *ValidationError {
 }
 
 // Validate reports the first rule of schema v1 that e breaks, as a
-// *ValidationError, or nil. layers, when not nil, is the set of layer names
-// the index accepts. Decode already validates; call Validate for events built
-// in Go.
-func Validate(e *Event, layers map[string]bool) error {
-	if err := validateEvent(e, layers); err != nil {
+// *ValidationError, or nil, with the default Config (any well-formed
+// layer). It runs the code Decode runs once it has read a message, so an
+// event Validate accepts is one the workers accept, provided its encoding
+// fits their message limit (Encode checks that too). Decoder.Validate
+// checks against a Decoder's Config (its layers).
+func Validate(e *Event) error { return defaultDecoder.Validate(e) }
+
+// Validate reports the first rule of schema v1 or of d's Config that e
+// breaks, as a *ValidationError, or nil. It is the check Decode runs on
+// every message after reading it: what d.Validate accepts, d.Decode of
+// its encoding accepts (if it fits MaxMessageBytes; Encode checks both).
+func (d *Decoder) Validate(e *Event) error {
+	if err := validateEvent(e, d.layers); err != nil {
 		return err
 	}
 	return nil

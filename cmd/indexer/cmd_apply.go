@@ -51,7 +51,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			return err
 		}
 		defer closeIn()
-		x, c, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: *batch})
+		x, c, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: *batch, Decoded: true}) // dec validates every line
 		if err != nil {
 			return err
 		}

@@ -16,10 +16,9 @@ import (
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/backfill"
 	"github.com/streamindex/indexer/internal/consumer"
-	"github.com/streamindex/indexer/internal/consumer/jetstream"
-	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/progress"
+	"github.com/streamindex/indexer/publish"
 )
 
 func init() {
@@ -89,7 +88,8 @@ func setupBackfill(fs *flag.FlagSet, a *app) func(context.Context, []string) err
 			if err := so.validate(); err != nil {
 				return err
 			}
-			pub, closePub, err := backfillPublisher(ctx, a, ro, so, no)
+			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			pub, closePub, err := openPublisher(ctx, ro, so, no, publish.Options{Logger: log}, log, "indexer backfill", "", "", 0)
 			if err != nil {
 				return err
 			}
@@ -99,28 +99,6 @@ func setupBackfill(fs *flag.FlagSet, a *app) func(context.Context, []string) err
 			out = &applySink{x: x, a: a}
 		}
 		return runBackfill(ctx, a, x, o, tf, out)
-	}
-}
-
-// backfillPublisher opens the publisher 'indexer publish' uses, for the
-// configured source. The one place backfill depends on how events are
-// published.
-func backfillPublisher(ctx context.Context, a *app, ro *redisOptions, so *streamOptions, no *natsOptions) (publisher, func(), error) {
-	switch so.source {
-	case sourceRedis:
-		c, err := ro.connect(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		p := redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, Pipeline: publishBatch})
-		return redisPublisher{p}, func() { c.Close() }, nil
-	default:
-		log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		_, js, closeNATS, err := no.connect(log, "indexer backfill")
-		if err != nil {
-			return nil, nil, err
-		}
-		return natsPublisher{p: jetstream.NewPublisher(js, jetstream.PublisherConfig{})}, closeNATS, nil
 	}
 }
 
@@ -169,14 +147,7 @@ type publishSink struct {
 }
 
 func (s *publishSink) emit(ctx context.Context, events []event.Event) error {
-	data := make([][]byte, len(events))
-	for i := range events {
-		var err error
-		if data[i], err = event.Encode(event.JSON, &events[i]); err != nil {
-			return err
-		}
-	}
-	if err := s.pub.send(ctx, events, data, event.JSON); err != nil {
+	if err := s.pub.publish(ctx, events); err != nil {
 		return fmt.Errorf("publish after %d events: %w", s.sent, err)
 	}
 	s.sent += len(events)

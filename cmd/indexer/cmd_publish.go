@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/streamindex/indexer/event"
-	"github.com/streamindex/indexer/internal/consumer/jetstream"
-	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/progress"
 	"github.com/streamindex/indexer/internal/synth"
+	"github.com/streamindex/indexer/publish"
+	"github.com/streamindex/indexer/publish/natspub"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 func init() {
@@ -23,48 +28,89 @@ func init() {
 	})
 }
 
-// publishBatch is the number of events sent per round trip.
+// publishBatch is the number of events sent per Publish call.
 const publishBatch = 1000
 
-// publisher sends encoded events to one transport.
+// publisher sends one batch to one transport: events through the
+// library's Publish (validated, encoded), or --raw lines as they are.
 type publisher interface {
-	send(ctx context.Context, events []event.Event, data [][]byte, f event.Format) error
+	publish(ctx context.Context, events []event.Event) error
+	raw(ctx context.Context, lines [][]byte, f event.Format) error
 }
 
-type redisPublisher struct{ p *redisstream.Publisher }
+type redisPublisher struct{ p *redispub.Publisher }
 
-func (r redisPublisher) send(ctx context.Context, _ []event.Event, data [][]byte, f event.Format) error {
-	out := make([]redisstream.Outgoing, len(data))
-	for i := range data {
-		out[i] = redisstream.Outgoing{Data: data[i], Format: f}
+func (r redisPublisher) publish(ctx context.Context, events []event.Event) error {
+	return r.p.Publish(ctx, events...)
+}
+
+func (r redisPublisher) raw(ctx context.Context, lines [][]byte, f event.Format) error {
+	msgs := make([]redispub.Message, len(lines))
+	for i := range lines {
+		msgs[i] = redispub.Message{Data: lines[i], CT: f.String()}
 	}
-	_, err := r.p.Publish(ctx, out)
+	_, err := r.p.PublishRaw(ctx, msgs)
 	return err
 }
 
 type natsPublisher struct {
-	p              *jetstream.Publisher
-	subject, msgID string // for --raw lines
+	p       *natspub.Publisher
+	subject string // for --raw lines
 }
 
-func (n natsPublisher) send(ctx context.Context, events []event.Event, data [][]byte, f event.Format) error {
-	out := make([]jetstream.Outgoing, len(data))
-	for i := range data {
-		out[i] = jetstream.Outgoing{Data: data[i], Format: f}
-		if events != nil {
-			out[i].Event = &events[i]
-		} else {
-			out[i].Subject = n.subject
-			out[i].MsgID = fmt.Sprintf("%s-%d-%d", n.msgID, time.Now().UnixNano(), i)
-		}
+func (n natsPublisher) publish(ctx context.Context, events []event.Event) error {
+	return n.p.Publish(ctx, events...)
+}
+
+// raw publishes lines to the --database/--table subject, each with a
+// Nats-Msg-Id of its own, so that a retry stores it once.
+func (n natsPublisher) raw(ctx context.Context, lines [][]byte, f event.Format) error {
+	msgs := make([]*nats.Msg, len(lines))
+	prefix := fmt.Sprintf("raw-%d-", time.Now().UnixNano())
+	for i := range lines {
+		msgs[i] = &nats.Msg{Subject: n.subject, Data: lines[i], Header: nats.Header{
+			natspub.HeaderContentType: {f.ContentType()}, natsjs.MsgIDHeader: {prefix + strconv.Itoa(i)}}}
 	}
-	return n.p.Publish(ctx, out)
+	return n.p.PublishMsgs(ctx, msgs)
+}
+
+// openPublisher opens the writer library's publisher for the source:
+// the one way indexer's commands publish events. rawDatabase and rawTable
+// name the NATS subject of --raw lines; maxLen trims a Redis stream (0:
+// never). The returned function closes what it opened.
+func openPublisher(ctx context.Context, ro *redisOptions, so *streamOptions, no *natsOptions, opts publish.Options,
+	log *slog.Logger, name, rawDatabase, rawTable string, maxLen int64) (publisher, func(), error) {
+	switch so.source {
+	case sourceRedis:
+		c, err := ro.connect(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		p, err := redispub.New(c, redispub.Config{Options: opts, Stream: so.stream, MaxLen: max(maxLen, 0), Pipeline: publishBatch})
+		if err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+		return redisPublisher{p}, func() { c.Close() }, nil
+	default:
+		_, js, closeNATS, err := no.connect(log, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		p, err := natspub.New(js, natspub.Config{Options: opts})
+		if err != nil {
+			closeNATS()
+			return nil, nil, err
+		}
+		return natsPublisher{p: p, subject: p.Subject(rawDatabase, rawTable)}, closeNATS, nil
+	}
 }
 
 func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	ro := addRedisFlags(fs)
 	so := addStreamFlags(fs, false)
 	no := addNATSFlags(fs, false)
+	do := addDecoderFlags(fs) // the workers' rules: what they would dead-letter is refused here
 	file := fs.String("file", "-", "NDJSON `file` of events to publish, one per line; - reads stdin (ignored with --generate)")
 	generate := fs.Int("generate", 0, "publish this many synthetic `events` instead of reading NDJSON")
 	database := fs.String("database", "demo", "--generate: `database` of the synthetic events")
@@ -94,26 +140,24 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		if *generate < 0 || *rate < 0 {
 			return usagef("--generate and --rate must not be negative")
 		}
-
-		var pub publisher
-		switch so.source {
-		case sourceRedis:
-			c, err := ro.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			pub = redisPublisher{redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, MaxLen: *maxLen, Pipeline: publishBatch})}
-		case sourceNATS:
-			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			_, js, closeNATS, err := no.connect(log, "indexer publish")
-			if err != nil {
-				return err
-			}
-			defer closeNATS()
-			pub = natsPublisher{p: jetstream.NewPublisher(js, jetstream.PublisherConfig{}),
-				subject: "idx.events." + *database + "." + *table, msgID: "raw"}
+		rules, err := do.rules(ro.layout) // the cluster layout also refuses files.replaced events over several dates
+		if err != nil {
+			return err
 		}
+		dec, err := event.NewDecoder(rules)
+		if err != nil {
+			return usagef("%v", err)
+		}
+
+		// Retries (a failover, a stream leader change) are logged as
+		// warnings; the library gives up after a minute of failures.
+		log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		opts := publish.Options{Format: format, Logger: log, Rules: rules}
+		pub, closePub, err := openPublisher(ctx, ro, so, no, opts, log, "indexer publish", *database, *table, *maxLen)
+		if err != nil {
+			return err
+		}
+		defer closePub()
 
 		// The bar counts events; duplicates are extra messages.
 		bar := progress.New(a.stderr, a.stderrTTY && !*quiet, "events published", int64(*generate))
@@ -127,31 +171,33 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		}
 		start := time.Now()
 		var sent, dups, invalid int
-		var events []event.Event
-		var data [][]byte
+		var events []event.Event // or, with --raw, lines
+		var lines [][]byte
 		flush := func() error {
-			if len(data) == 0 {
+			n := len(events) + len(lines)
+			if n == 0 {
 				return nil
 			}
-			limiter.wait(ctx, len(data))
-			evs := events
+			limiter.wait(ctx, n)
+			var err error
 			if *raw {
-				evs = nil
+				err = pub.raw(ctx, lines, format)
+			} else {
+				err = pub.publish(ctx, events)
 			}
-			if err := pub.send(ctx, evs, data, format); err != nil {
-				return fmt.Errorf("publish after %d events: %w", sent, err)
+			if err != nil {
+				return fmt.Errorf("publish after %d messages: %w", sent, err)
 			}
-			sent += len(data)
-			events, data = events[:0], data[:0]
+			sent += n
+			events, lines = events[:0], lines[:0]
 			return nil
 		}
-		add := func(e event.Event, d []byte, dup bool) error {
+		add := func(e event.Event, dup bool) error {
 			if !dup {
 				bar.Add(1)
 			}
 			events = append(events, e)
-			data = append(data, d)
-			if len(data) >= batchN {
+			if len(events) >= batchN {
 				return flush()
 			}
 			return nil
@@ -162,16 +208,12 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			rng := rand.New(rand.NewPCG(*seed, 99))
 			for i := 0; i < *generate && ctx.Err() == nil; i++ {
 				e := g.Next()
-				d, err := event.Encode(format, &e)
-				if err != nil {
-					return err
-				}
-				if err := add(e, d, false); err != nil {
+				if err := add(e, false); err != nil {
 					return err
 				}
 				if *duplicateRatio > 0 && rng.Float64() < *duplicateRatio {
 					dups++
-					if err := add(e, d, true); err != nil {
+					if err := add(e, true); err != nil {
 						return err
 					}
 				}
@@ -184,9 +226,14 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 			defer closeIn()
 			err = readLines(in, 1<<30, func(n int, line []byte, _ bool) error {
 				if *raw {
-					return add(event.Event{}, append([]byte(nil), line...), false)
+					bar.Add(1)
+					lines = append(lines, append([]byte(nil), line...))
+					if len(lines) >= batchN {
+						return flush()
+					}
+					return nil
 				}
-				e, err := event.Decode(event.JSON, line)
+				e, err := dec.Decode(event.JSON, line)
 				if err != nil {
 					invalid++
 					if invalid <= maxReported {
@@ -194,11 +241,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 					}
 					return nil
 				}
-				d, err := event.Encode(format, &e)
-				if err != nil {
-					return err
-				}
-				return add(e, d, false)
+				return add(e, false)
 			})
 			if err != nil {
 				return err

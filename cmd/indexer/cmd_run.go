@@ -87,7 +87,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		}
 		log = log.With("source", so.source, "stream", so.stream, "group", so.group, "consumer", wo.consumer)
 
-		x, rc, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000})
+		x, rc, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000, Decoded: true}) // the loop's Decoder validated every event
 		if err != nil {
 			return err
 		}

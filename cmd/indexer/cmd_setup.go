@@ -38,7 +38,7 @@ func addNATSSetupFlags(fs *flag.FlagSet) *natsSetupOptions {
 	fs.DurationVar(&o.maxAge, "max-age", 7*24*time.Hour, "nats: stream retention; older messages are discarded even if unconsumed (keep it above any replay window)")
 	fs.Int64Var(&o.maxBytes, "max-bytes", -1, "nats: stream size limit in `bytes` (-1: none); at the limit the OLDEST messages are discarded, consumed or not")
 	fs.DurationVar(&o.duplicates, "duplicate-window", 2*time.Minute, "nats: publishes with the same Nats-Msg-Id within this window are stored once")
-	fs.IntVar(&o.replicas, "replicas", 1, "nats: stream replicas (clustered servers)")
+	fs.IntVar(&o.replicas, "replicas", 0, "nats: stream and consumer replicas; 0 picks 3 on a cluster of 3 or more servers and 1 on a single server (an existing stream keeps its own); 1 on a cluster is warned about")
 	return o
 }
 

@@ -241,6 +241,20 @@ func addDecoderFlags(fs *flag.FlagSet) *decoderOptions {
 // layout (the cluster layout refuses files.replaced events over several
 // dates at once).
 func (o *decoderOptions) decoder(layout string) (*event.Decoder, error) {
+	cfg, err := o.rules(layout)
+	if err != nil {
+		return nil, err
+	}
+	d, err := event.NewDecoder(cfg)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return d, nil
+}
+
+// rules is the event.Config of the flags, for an index of the named
+// layout.
+func (o *decoderOptions) rules(layout string) (event.Config, error) {
 	cfg := event.Config{MaxMessageBytes: o.maxBytes, SingleDate: layout == index.LayoutCluster}
 	if o.layers != "*" {
 		for _, l := range strings.Split(o.layers, ",") {
@@ -249,12 +263,8 @@ func (o *decoderOptions) decoder(layout string) (*event.Decoder, error) {
 			}
 		}
 		if len(cfg.Layers) == 0 {
-			return nil, usagef("--layers is empty: name the layers, or \"*\" for any")
+			return cfg, usagef("--layers is empty: name the layers, or \"*\" for any")
 		}
 	}
-	d, err := event.NewDecoder(cfg)
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
-	return d, nil
+	return cfg, nil
 }

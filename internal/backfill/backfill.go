@@ -167,7 +167,7 @@ func read(ctx context.Context, cfg Config, f *File) {
 		File: event.File{Layer: cfg.Layer, WriterID: cfg.WriterID, Path: f.Path}}
 	// The path and names first: a file GigAPI would not write is not read.
 	e.ID = "x"
-	if err := event.Validate(&e, nil); err != nil {
+	if err := event.Validate(&e); err != nil {
 		f.Err = fmt.Errorf("not a file GigAPI writes there: %w", err)
 		return
 	}
@@ -201,7 +201,7 @@ func read(ctx context.Context, cfg Config, f *File) {
 	e.File.MinTime, e.File.MaxTime, e.File.ChunkTime = fp.min, fp.max, mtime
 	e.Time = mtime
 	e.ID = EventID(f.Database, f.Table, cfg.Layer, f.Path, st.Size())
-	if err := event.Validate(&e, nil); err != nil {
+	if err := event.Validate(&e); err != nil {
 		f.Err = err
 		return
 	}

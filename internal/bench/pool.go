@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/streamindex/indexer/event"
-	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/synth"
+	"github.com/streamindex/indexer/publish/natspub"
 )
 
 // The synthetic tables the bench writes.
@@ -15,8 +15,6 @@ const (
 	eventsTable   = "events"  // the history every stream run publishes
 	markersTable  = "markers" // latency markers, never deleted
 	queryTable    = "query"   // the one-day table 'indexer query' reads
-	// subjectPrefix is the workers' default NATS subject prefix.
-	subjectPrefix = "idx.events"
 )
 
 // payload is one encoded event, ready to publish to either stream.
@@ -27,7 +25,7 @@ type payload struct {
 }
 
 func newPayload(e *event.Event, data []byte) payload {
-	return payload{data: data, id: e.ID, subject: jetstream.TableSubject(subjectPrefix, e.Database, e.Table)}
+	return payload{data: data, id: e.ID, subject: natspub.TableSubject(natspub.DefaultSubjectPrefix, e.Database, e.Table)}
 }
 
 // pool is the history the stream runs publish: synthetic events (30%

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
@@ -12,6 +13,8 @@ import (
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
+	"github.com/streamindex/indexer/publish/natspub"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // stream is a transport the bench publishes through and workers read:
@@ -36,11 +39,12 @@ type stream interface {
 type redisStream struct {
 	c   *redis.Client
 	url string
-	pub *redisstream.Publisher
+	pub *redispub.Publisher
 }
 
 func newRedisStream(c *redis.Client, url string) *redisStream {
-	return &redisStream{c: c, url: url, pub: redisstream.NewPublisher(c, redisstream.PublisherConfig{Pipeline: 1000})}
+	pub, _ := redispub.New(c, redispub.Config{Pipeline: 1000}) // valid: the defaults
+	return &redisStream{c: c, url: url, pub: pub}
 }
 
 func (s *redisStream) name() string { return "redis" }
@@ -54,11 +58,11 @@ func (s *redisStream) reset(ctx context.Context) error {
 }
 
 func (s *redisStream) publish(ctx context.Context, events []payload) error {
-	out := make([]redisstream.Outgoing, len(events))
+	out := make([]redispub.Message, len(events))
 	for i := range events {
-		out[i] = redisstream.Outgoing{Data: events[i].data, Format: event.JSON}
+		out[i] = redispub.Message{Data: events[i].data, CT: event.JSON.String()}
 	}
-	_, err := s.pub.Publish(ctx, out)
+	_, err := s.pub.PublishRaw(ctx, out)
 	return err
 }
 
@@ -76,12 +80,12 @@ type natsStream struct {
 	js       natsjs.JetStream
 	url      string // NATS
 	redisURL string // the index
-	pub      *jetstream.Publisher
+	pub      *natspub.Publisher
 }
 
 func newNATSStream(js natsjs.JetStream, url, redisURL string) *natsStream {
-	return &natsStream{js: js, url: url, redisURL: redisURL,
-		pub: jetstream.NewPublisher(js, jetstream.PublisherConfig{})}
+	pub, _ := natspub.New(js, natspub.Config{}) // valid: the defaults
+	return &natsStream{js: js, url: url, redisURL: redisURL, pub: pub}
 }
 
 func (s *natsStream) name() string { return "nats" }
@@ -99,11 +103,13 @@ func (s *natsStream) reset(ctx context.Context) error {
 }
 
 func (s *natsStream) publish(ctx context.Context, events []payload) error {
-	out := make([]jetstream.Outgoing, len(events))
+	out := make([]*nats.Msg, len(events))
+	ct := []string{event.JSON.ContentType()}
 	for i := range events {
-		out[i] = jetstream.Outgoing{Data: events[i].data, Format: event.JSON, Subject: events[i].subject, MsgID: events[i].id}
+		out[i] = &nats.Msg{Subject: events[i].subject, Data: events[i].data,
+			Header: nats.Header{natspub.HeaderContentType: ct, natsjs.MsgIDHeader: {events[i].id}}}
 	}
-	return s.pub.Publish(ctx, out)
+	return s.pub.PublishMsgs(ctx, out)
 }
 
 func (s *natsStream) source(ctx context.Context, _ string) (consumer.Source, error) {

@@ -1,19 +1,15 @@
 package consumer
 
 import (
-	"context"
 	"errors"
-	"io"
-	"net"
-	"os"
 	"strings"
-	"syscall"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/publish"
 )
 
 // Class is how the loop treats a failure.
@@ -47,17 +43,10 @@ func (c Class) String() string {
 	}
 }
 
-// retryPrefixes are Redis error codes that pass on their own. On a Redis
-// Cluster, a slot migration answers ASK, and TRYAGAIN to a script whose
-// keys are split between the two nodes for a moment; a failover or a
-// migration answers MOVED. The cluster client follows them itself; one
-// that still reaches the caller (after MaxRedirects tries) passes too.
-var retryPrefixes = []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "OOM", "NOREPLICAS",
-	"MOVED", "ASK"}
-
 // fatalPrefixes are Redis error codes an operator must act on (CROSSSLOT:
 // the keys of one call lie in several slots, the gigapi layout on a
-// cluster).
+// cluster). The codes that pass on their own (LOADING, READONLY, MOVED,
+// ASK, …) are publish.Transient's.
 var fatalPrefixes = []string{"NOGROUP", "NOAUTH", "WRONGPASS", "NOPERM", "CROSSSLOT"}
 
 // scriptRefused is how Redis 7.0 words an ACL refusal of a command a
@@ -75,7 +64,6 @@ var poisonPrefixes = []string{"WRONGTYPE", "CORRUPT"}
 func Classify(err error) Class {
 	var ve *event.ValidationError
 	var rerr redis.Error
-	var netErr net.Error
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		return Retry
@@ -88,13 +76,6 @@ func Classify(err error) Class {
 		return Fatal
 	case errors.As(err, &ve):
 		return Poison
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, net.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed),
-		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, nats.ErrDisconnected), errors.Is(err, jetstream.ErrNoHeartbeat):
-		return Retry
 	case errors.As(err, &rerr):
 		for _, p := range fatalPrefixes {
 			if redis.HasErrorPrefix(err, p) {
@@ -104,10 +85,8 @@ func Classify(err error) Class {
 		if strings.Contains(rerr.Error(), scriptRefused) {
 			return Fatal
 		}
-		for _, p := range retryPrefixes {
-			if redis.HasErrorPrefix(err, p) {
-				return Retry
-			}
+		if publish.Transient(err) { // LOADING, BUSY, READONLY, …
+			return Retry
 		}
 		for _, p := range poisonPrefixes {
 			if redis.HasErrorPrefix(err, p) {
@@ -118,12 +97,9 @@ func Classify(err error) Class {
 		// batch: leave it for redelivery and the dead-letter destination
 		// rather than block the stream retrying.
 		return Poison
-	case errors.As(err, &netErr):
-		return Retry
-	case strings.Contains(err.Error(), "connection reset"), strings.Contains(err.Error(), "broken pipe"):
-		return Retry
 	}
-	// Unknown errors are retried: nothing is acknowledged meanwhile, so
-	// retrying is always safe.
+	// Transient failures (publish.Transient: connection loss, timeouts,
+	// no responders, …) and unknown errors are retried: nothing is
+	// acknowledged meanwhile, so retrying is always safe.
 	return Retry
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/publish"
 )
 
 // Message is one message pulled from a source.
@@ -116,7 +117,8 @@ type TrimCounter interface {
 var ErrGroupMissing = errors.New("consumer group does not exist")
 
 // ErrStreamMissing means the stream does not exist: run 'indexer setup'.
-var ErrStreamMissing = errors.New("stream does not exist")
+// It is publish.ErrStreamMissing, so a publisher's error matches too.
+var ErrStreamMissing = publish.ErrStreamMissing
 
 // Applier applies valid events to the index; *index.Index implements it.
 type Applier interface {

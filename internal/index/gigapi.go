@@ -138,8 +138,11 @@ func looseEntry(db, table, field, value string, layers map[string]bool) (reason,
 		return reason + fmt.Sprintf("; not repairable: the entry names %s.%s %s", e.Database, e.Table, e.Path), ""
 	}
 	ev := event.Event{ID: "x", Type: event.FileCreated, Database: db, Table: table, File: f}
-	if err := event.Validate(&ev, layers); err != nil {
+	if err := event.Validate(&ev); err != nil {
 		return reason + "; not repairable: " + err.Error(), ""
+	}
+	if layers != nil && !layers[f.Layer] {
+		return reason + fmt.Sprintf("; not repairable: layer %q is not configured", f.Layer), ""
 	}
 	min, ok1 := statsText(e.Min)
 	max, ok2 := statsText(e.Max)

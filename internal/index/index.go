@@ -57,6 +57,12 @@ type Config struct {
 	// Queues configures the merge, move and drop queues. The zero value
 	// keeps all three with GigAPI's defaults.
 	Queues QueueConfig
+	// Decoded promises that every event given to Apply was returned by an
+	// event.Decoder, which validated it: Apply then does not validate it
+	// again (the workers' hot path validates each message once). An
+	// invalid event may then write malformed keys. Default false: Apply
+	// validates every event first.
+	Decoded bool
 }
 
 // Index reads and writes the index. It is safe for concurrent use.
@@ -66,11 +72,12 @@ type Index struct {
 	maxEvents int
 	now       func() time.Time
 	queue     *queueConf
+	decoded   bool // Config.Decoded
 }
 
 // New returns an Index over c. It does not contact Redis; call Load.
 func New(c Client, cfg Config) (*Index, error) {
-	x := &Index{c: c, maxEvents: cfg.MaxEventsPerCall, now: cfg.Now}
+	x := &Index{c: c, maxEvents: cfg.MaxEventsPerCall, now: cfg.Now, decoded: cfg.Decoded}
 	if cfg.Layout != nil {
 		x.layout = *cfg.Layout
 	} else {
@@ -136,8 +143,9 @@ func (r Result) Count(o Outcome) int {
 }
 
 // Apply applies events to the index in calls of at most MaxEventsPerCall
-// events each. Every event is validated first; an invalid one fails the
-// whole Apply before anything is written. If a call fails, the calls before
+// events each. Every event is validated first (unless Config.Decoded
+// says an event.Decoder did); an invalid one fails the whole Apply before
+// anything is written. If a call fails, the calls before
 // it stay applied; applying the same events again is harmless, so the
 // caller retries the whole slice. On error the Result's Outcomes are
 // incomplete. Apply does not retain events.
@@ -163,7 +171,10 @@ func (r Result) Count(o Outcome) int {
 // ignored and the event applies as it would without one.
 func (x *Index) Apply(ctx context.Context, events []event.Event) (Result, error) {
 	for i := range events {
-		err := event.Validate(&events[i], nil)
+		var err error
+		if !x.decoded {
+			err = event.Validate(&events[i])
+		}
 		if err == nil && x.layout.cluster {
 			err = event.CheckSingleDate(&events[i])
 		}

@@ -284,7 +284,7 @@ func TestQueueLongNameIDs(t *testing.T) {
 	}
 	commit := replaced([]event.File{qfile(5, long('m'), 2, "hot", 30)}, []event.File{a, b})
 	commit.Plan = &event.Plan{Kind: event.PlanMerge, ID: l.ID, Token: l.Token}
-	if err := event.Validate(&commit, nil); err != nil {
+	if err := event.Validate(&commit); err != nil {
 		t.Fatalf("the commit of the merge is not a valid event: %v", err)
 	}
 	if res := apply(t, x, commit); res.Outcomes[0] != index.Applied {

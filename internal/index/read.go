@@ -40,7 +40,7 @@ func (x *Index) Get(ctx context.Context, db, table, path string) (Entry, error) 
 func checkPath(path string) error {
 	e := event.Event{ID: "x", Type: event.FileDeleted, Database: "x", Table: "x",
 		File: event.File{Layer: "x", Path: path}}
-	return event.Validate(&e, nil)
+	return event.Validate(&e)
 }
 
 // Query selects files of one table, as GigAPI's reader does but exactly:

@@ -15,6 +15,7 @@ import (
 	"github.com/streamindex/indexer/internal/replay"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 const stream = "idx:events"
@@ -40,15 +41,19 @@ func newFixture(t *testing.T, n int) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{c: c, x: x, events: synth.New(synth.Config{Seed: 3}).Events(n)}
-	out := make([]redisstream.Outgoing, n)
+	out := make([]redispub.Message, n)
 	for i := range f.events {
 		d, err := event.Encode(event.JSON, &f.events[i])
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = redisstream.Outgoing{Data: d, Format: event.JSON}
+		out[i] = redispub.Message{Data: d, CT: "json"}
 	}
-	if f.ids, err = redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: stream}).Publish(ctx, out); err != nil {
+	pub, err := redispub.New(c, redispub.Config{Stream: stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.ids, err = pub.PublishRaw(ctx, out); err != nil { // the entry ids
 		t.Fatal(err)
 	}
 	return f

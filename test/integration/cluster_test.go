@@ -22,6 +22,7 @@ import (
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // The cluster scenarios' stream: stream and dead letters share a hash tag.
@@ -36,7 +37,7 @@ type cenv struct {
 	rc     *testserver.RedisCluster
 	cc     *redis.ClusterClient
 	layout index.Layout
-	pub    *redisstream.Publisher
+	pub    *redispub.Publisher
 	model  *synth.Model
 	sent   int
 }
@@ -55,7 +56,9 @@ func newClusterEnv(t *testing.T, cfg ...testserver.ClusterConfig) *cenv {
 	c := &cenv{rc: rc, cc: rc.Client(t), layout: l, model: synth.NewModel(),
 		env: &env{t: t, dir: t.TempDir(), vars: []string{"INDEXER_REDIS_URL=" + rc.URL(), "INDEXER_LAYOUT=cluster",
 			"INDEXER_STREAM=" + clusterStream, "INDEXER_LAYERS=*"}}}
-	c.pub = redisstream.NewPublisher(c.cc, redisstream.PublisherConfig{Stream: clusterStream})
+	if c.pub, err = redispub.New(c.cc, redispub.Config{Stream: clusterStream}); err != nil {
+		t.Fatal(err)
+	}
 	c.must("", "setup", "--source", "redis")
 	return c
 }
@@ -68,12 +71,7 @@ func (c *cenv) publish(events []event.Event) {
 	c.model.Apply(events...)
 	for len(events) > 0 {
 		n := min(len(events), 500)
-		out := make([]redisstream.Outgoing, n)
-		for i := range out {
-			d, _ := event.Encode(event.JSON, &events[i])
-			out[i] = redisstream.Outgoing{Data: d, Format: event.JSON}
-		}
-		if _, err := c.pub.Publish(c.t.Context(), out); err != nil {
+		if err := c.pub.Publish(c.t.Context(), events[:n]...); err != nil {
 			c.t.Errorf("publish: %v", err)
 			return
 		}

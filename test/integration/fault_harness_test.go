@@ -30,6 +30,9 @@ import (
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
+	"github.com/streamindex/indexer/publish"
+	"github.com/streamindex/indexer/publish/natspub"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // fopts configures a fault environment. Zero fields mean the defaults.
@@ -46,23 +49,28 @@ type fopts struct {
 	// (setup, publish, replay, dlq, check) always reach the servers
 	// directly.
 	redisProxy, natsProxy bool
+	// natsCluster runs NATS as a 3-server in-process cluster (setup then
+	// creates R3 streams) instead of one nats-server process; natsProxy
+	// does not apply.
+	natsCluster bool
 }
 
 // fenv is one fault test's servers, proxies, workers and record of what was
 // published.
 type fenv struct {
 	*env
-	source string
-	opts   fopts
-	nats   *testserver.NATSProcess // with source nats
-	rproxy *testserver.Proxy       // workers -> Redis, when asked
-	nproxy *testserver.Proxy       // workers -> NATS, when asked
-	wvars  []string                // the workers' environment: URLs through the proxies
+	source  string
+	opts    fopts
+	nats    *testserver.NATSProcess // with source nats
+	cluster *testserver.NATSCluster // with source nats and natsCluster
+	rproxy  *testserver.Proxy       // workers -> Redis, when asked
+	nproxy  *testserver.Proxy       // workers -> NATS, when asked
+	wvars   []string                // the workers' environment: URLs through the proxies
 
 	nc      *nats.Conn // the test's own connection to NATS (reconnects forever)
 	js      natsjs.JetStream
-	pubNATS *jetstream.Publisher
-	pubRds  *redisstream.Publisher
+	pubNATS *natspub.Publisher // the writer library, retrying for 2 minutes
+	pubRds  *redispub.Publisher
 
 	mu       sync.Mutex
 	model    *synth.Model // what the distinct valid events published give
@@ -94,18 +102,30 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 		redisURL = "redis://" + f.rproxy.Addr() + "/0"
 	}
 	f.wvars = []string{"INDEXER_REDIS_URL=" + redisURL}
-	f.pubRds = redisstream.NewPublisher(f.rdb, redisstream.PublisherConfig{})
+	// The publisher's own client: writing the 64 MB poison payload on a
+	// loaded machine takes longer than go-redis's default 3 s timeouts.
+	pc := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	t.Cleanup(func() { pc.Close() })
+	var err error
+	if f.pubRds, err = redispub.New(pc, redispub.Config{Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
 	if source == "nats" {
-		f.nats = testserver.StartNATSProcess(t, natsBin)
-		natsURL := f.nats.ClientURL()
-		if o.natsProxy {
-			f.nproxy = testserver.NewProxy(t, f.nats.Addr())
-			natsURL = "nats://" + f.nproxy.Addr()
+		var serverURL, natsURL string
+		if o.natsCluster {
+			f.cluster = testserver.StartNATSCluster(t, 3)
+			serverURL, natsURL = f.cluster.URL(), f.cluster.URL()
+		} else {
+			f.nats = testserver.StartNATSProcess(t, natsBin)
+			serverURL, natsURL = f.nats.ClientURL(), f.nats.ClientURL()
+			if o.natsProxy {
+				f.nproxy = testserver.NewProxy(t, f.nats.Addr())
+				natsURL = "nats://" + f.nproxy.Addr()
+			}
 		}
-		f.vars = append(f.vars, "INDEXER_NATS_URL="+f.nats.ClientURL(), "INDEXER_SOURCE=nats")
+		f.vars = append(f.vars, "INDEXER_NATS_URL="+serverURL, "INDEXER_SOURCE=nats")
 		f.wvars = append(f.wvars, "INDEXER_NATS_URL="+natsURL)
-		var err error
-		f.nc, err = nats.Connect(f.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		f.nc, err = nats.Connect(serverURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 			nats.Timeout(2*time.Second), nats.ReconnectBufSize(-1))
 		if err != nil {
 			t.Fatal(err)
@@ -114,7 +134,9 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 		if f.js, err = natsjs.New(f.nc); err != nil {
 			t.Fatal(err)
 		}
-		f.pubNATS = jetstream.NewPublisher(f.js, jetstream.PublisherConfig{AckTimeout: 5 * time.Second})
+		if f.pubNATS, err = natspub.New(f.js, natspub.Config{AckTimeout: 5 * time.Second, Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
+			t.Fatal(err)
+		}
 		f.must("", "setup", "--source", "nats", "--ack-wait", o.ackWait.String(),
 			"--max-deliver", strconv.Itoa(o.maxDeliver), "--workers", "6")
 	} else {
@@ -255,7 +277,7 @@ func interleave(hs ...[]event.Event) []event.Event {
 	}
 }
 
-// publish publishes events (JSON) through the product's publisher, with
+// publish publishes events (JSON) through the writer library, which
 // retries while the server is down (a retried Redis publish may store an
 // event twice, which the index absorbs; NATS de-duplicates by event id),
 // and adds them to the model.
@@ -266,38 +288,23 @@ func (f *fenv) publish(events []event.Event) {
 	}
 }
 
+// tryPublish publishes events in chunks of 500 within the time given.
 func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time.Duration) error {
 	f.mu.Lock()
 	f.model.Apply(events...)
 	f.mu.Unlock()
-	deadline := time.Now().Add(within)
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
 	for len(events) > 0 {
 		n := min(len(events), 500)
-		chunk := events[:n]
 		var err error
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if f.source == "nats" {
-			out := make([]jetstream.Outgoing, n)
-			for i := range chunk {
-				d, _ := event.Encode(event.JSON, &chunk[i])
-				out[i] = jetstream.Outgoing{Event: &chunk[i], Data: d, Format: event.JSON}
-			}
-			err = f.pubNATS.Publish(pctx, out)
+			err = f.pubNATS.Publish(ctx, events[:n]...)
 		} else {
-			out := make([]redisstream.Outgoing, n)
-			for i := range chunk {
-				d, _ := event.Encode(event.JSON, &chunk[i])
-				out[i] = redisstream.Outgoing{Data: d, Format: event.JSON}
-			}
-			_, err = f.pubRds.Publish(pctx, out)
+			err = f.pubRds.Publish(ctx, events[:n]...)
 		}
-		cancel()
 		if err != nil {
-			if ctx.Err() != nil || time.Now().After(deadline) {
-				return fmt.Errorf("publish: %w", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-			continue
+			return fmt.Errorf("publish: %w", err)
 		}
 		f.mu.Lock()
 		f.sent += n
@@ -310,15 +317,15 @@ func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time
 // publishPoison publishes one malformed message as it is, with content
 // type ct ("json" or "msgpack"), and expects it among the dead letters.
 func (f *fenv) publishPoison(data []byte, ct string) error {
-	ctx, cancel := context.WithTimeout(f.t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(f.t.Context(), 2*time.Minute)
 	defer cancel()
 	var err error
 	if f.source == "nats" {
 		format, _ := event.ParseFormat(ct)
-		err = f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: data, Format: format,
-			Subject: "idx.events.demo.events", MsgID: fmt.Sprintf("poison-%d", time.Now().UnixNano())}})
+		err = f.pubNATS.PublishMsgs(ctx, []*nats.Msg{{Subject: "idx.events.demo.events", Data: data, Header: nats.Header{
+			"Content-Type": {format.ContentType()}, natsjs.MsgIDHeader: {fmt.Sprintf("poison-%d", time.Now().UnixNano())}}}})
 	} else {
-		err = f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", data, "ct", ct}}).Err()
+		_, err = f.pubRds.PublishRaw(ctx, []redispub.Message{{Data: data, CT: ct}})
 	}
 	if err == nil {
 		f.mu.Lock()

@@ -40,10 +40,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
-	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/testserver"
 )
 
@@ -665,7 +665,8 @@ func TestFaultPoison(t *testing.T) {
 		ev := eventsOf(5000, 115, "events")
 		if source == "nats" {
 			huge := make([]byte, 64<<20)
-			err := f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: huge, Format: event.JSON, Subject: "idx.events.demo.events", MsgID: "huge"}})
+			err := f.pubNATS.PublishMsgs(ctx, []*nats.Msg{{Subject: "idx.events.demo.events", Data: huge,
+				Header: nats.Header{"Content-Type": {"application/json"}, "Nats-Msg-Id": {"huge"}}}})
 			if err == nil || !strings.Contains(err.Error(), "maximum payload") {
 				t.Fatalf("publishing 64 MB to NATS: %v; want the max_payload refusal", err)
 			}

@@ -179,18 +179,19 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 	if len(msgs) == 0 {
 		return nil
 	}
-	pctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	var h deadLetterHeaders
-	err := publishAll(pctx, s.js, len(msgs), defaultMaxInFlight, s.cfg.RequestTimeout, func(i int, m *nats.Msg) error {
+	out := make([]*nats.Msg, len(msgs))
+	hs := make([]deadLetterHeaders, len(msgs))
+	for i := range msgs {
 		d := &msgs[i]
 		if _, ok := d.Handle.(msgHandle); !ok {
 			return fmt.Errorf("dead-letter %s: %w", d.ID, errNotOurs)
 		}
-		h.build(m, d, &s.cfg)
-		return nil
-	})
-	if err != nil {
+		out[i] = &nats.Msg{Header: nats.Header{}}
+		hs[i].build(out[i], d, &s.cfg)
+	}
+	pctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	if err := s.dlq.PublishMsgs(pctx, out); err != nil {
 		return fmt.Errorf("jetstream: dead-letter %d messages: %w", len(msgs), err)
 	}
 	// A crash here leaves the dead letters published and the originals

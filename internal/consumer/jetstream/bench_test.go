@@ -42,7 +42,7 @@ func BenchmarkPublish(b *testing.B) {
 	if _, _, err := Setup(context.Background(), js, cfg); err != nil {
 		b.Fatal(err)
 	}
-	pub := NewPublisher(js, PublisherConfig{SubjectPrefix: cfg.SubjectPrefix})
+	pub := newTestPublisher(js, cfg.SubjectPrefix)
 	msgs := benchEvents(b, 1000)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -68,7 +68,7 @@ func BenchmarkFetchAck(b *testing.B) {
 	}
 	const batch = 1000
 	msgs := benchEvents(b, batch)
-	pub := NewPublisher(js, PublisherConfig{SubjectPrefix: cfg.SubjectPrefix})
+	pub := newTestPublisher(js, cfg.SubjectPrefix)
 	for i := 0; i < b.N; i++ {
 		setMsgIDs(msgs, i)
 		if err := pub.Publish(context.Background(), msgs); err != nil {
@@ -159,7 +159,7 @@ func endToEnd(b *testing.B, url string, rc *redis.Client, out []Outgoing, round 
 		b.Fatal(err)
 	}
 	publish := func() error {
-		pub := NewPublisher(js, PublisherConfig{SubjectPrefix: cfg.SubjectPrefix})
+		pub := newTestPublisher(js, cfg.SubjectPrefix)
 		for i := 0; i < n; i += 5000 {
 			if err := pub.Publish(ctx, out[i:min(i+5000, n)]); err != nil {
 				return err

@@ -36,7 +36,7 @@ type env struct {
 	cfg   SetupConfig
 	url   string
 	js    natsjs.JetStream
-	pub   *Publisher
+	pub   *testPublisher
 	msgID atomic.Int64
 
 	mu      sync.Mutex
@@ -82,7 +82,7 @@ func (h *harness) Setup(t *testing.T, opts consumertest.Options) consumertest.En
 		js.DeleteStream(ctx, cfg.DeadLetters)
 		js.DeleteStream(ctx, DefaultAdvisories(cfg.Stream))
 	})
-	return &env{cfg: cfg, url: h.srv.ClientURL(), js: js, pub: NewPublisher(js, PublisherConfig{SubjectPrefix: cfg.SubjectPrefix})}
+	return &env{cfg: cfg, url: h.srv.ClientURL(), js: js, pub: newTestPublisher(js, cfg.SubjectPrefix)}
 }
 
 // NewSource opens a source on a connection of its own, as a worker has.

@@ -11,6 +11,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/publish/natspub"
 )
 
 // DeadLetters returns up to limit dead letters of the dead-letter stream,
@@ -89,6 +90,10 @@ func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs [
 	if err != nil {
 		return nil, streamError(cfg.DeadLetters, err)
 	}
+	pub, err := natspub.New(js, natspub.Config{SubjectPrefix: cfg.SubjectPrefix})
+	if err != nil {
+		return nil, err
+	}
 	var out []Requeued
 	for len(seqs) > 0 {
 		n := min(len(seqs), 500)
@@ -111,19 +116,15 @@ func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs [
 					m.Sequence, m.Subject, HeaderOriginalSubject)
 			}
 		}
-		var id, ct [1]string
-		err := publishAll(ctx, js, len(msgs), defaultMaxInFlight, defaultPubAckTimeout, func(i int, pm *nats.Msg) error {
-			m := msgs[i]
-			pm.Subject, pm.Data = subjects[i], m.Data
-			clear(pm.Header)
-			if ct[0] = m.Header.Get(HeaderContentType); ct[0] != "" {
-				pm.Header[HeaderContentType] = ct[:]
+		again := make([]*nats.Msg, len(msgs))
+		for i, m := range msgs {
+			h := nats.Header{natsjs.MsgIDHeader: {"requeue-" + cfg.DeadLetters + "-" + strconv.FormatUint(m.Sequence, 10) + "-" + strconv.FormatInt(m.Time.UnixNano(), 10)}}
+			if ct := m.Header.Get(HeaderContentType); ct != "" {
+				h[HeaderContentType] = []string{ct}
 			}
-			id[0] = "requeue-" + cfg.DeadLetters + "-" + strconv.FormatUint(m.Sequence, 10) + "-" + strconv.FormatInt(m.Time.UnixNano(), 10)
-			pm.Header[natsjs.MsgIDHeader] = id[:]
-			return nil
-		})
-		if err != nil {
+			again[i] = &nats.Msg{Subject: subjects[i], Data: m.Data, Header: h}
+		}
+		if err := pub.PublishMsgs(ctx, again); err != nil {
 			return out, fmt.Errorf("jetstream: requeue: %w (nothing was deleted from %s; requeueing again is safe)", err, cfg.DeadLetters)
 		}
 		for i, m := range msgs {

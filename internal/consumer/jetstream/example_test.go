@@ -13,6 +13,7 @@ import (
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/natsserver"
+	"github.com/streamindex/indexer/publish/natspub"
 )
 
 // Example sets up the streams and the consumer on an embedded server,
@@ -45,12 +46,11 @@ func Example() {
 	// 'indexer publish'
 	ev := event.Event{ID: "01J0EXAMPLE", Type: event.FileCreated, Time: 1, Database: "demo", Table: "events",
 		File: event.File{Layer: "default", Path: "date=2024-01-15/hour=01/a.1.parquet", SizeBytes: 1, RowCount: 1, MinTime: 1, MaxTime: 2}}
-	data, err := event.Encode(event.JSON, &ev)
+	pub, err := natspub.New(js, natspub.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	pub := jetstream.NewPublisher(js, jetstream.PublisherConfig{})
-	if err := pub.Publish(ctx, []jetstream.Outgoing{{Event: &ev, Data: data, Format: event.JSON}}); err != nil {
+	if err := pub.Publish(ctx, ev); err != nil {
 		log.Fatal(err)
 	}
 

@@ -7,91 +7,63 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
-	"github.com/streamindex/indexer/internal/synth"
+	"github.com/streamindex/indexer/publish/natspub"
 )
 
-func TestPublishSubjectsHeadersAndDeduplication(t *testing.T) {
-	f := newFixture(t, testNames(1))
-	ctx := context.Background()
-	ev := synth.New(synth.Config{Seed: 1}).Events(1)[0]
-	data, err := event.Encode(event.MsgPack, &ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := []Outgoing{
-		{Event: &ev, Data: data, Format: event.MsgPack},
-		{Event: &ev, Data: data, Format: event.MsgPack}, // same Nats-Msg-Id: stored once
-		{Subject: "t1.events.x.y", Data: []byte("raw"), ContentType: "text/plain"},
-		{Subject: "t1.events.x.y", Data: []byte("raw")}, // no id: stored again
-	}
-	if err := f.pub.Publish(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.pub.Publish(ctx, msgs[:1]); err != nil { // a retried publish
-		t.Fatal(err)
-	}
-	s, err := f.js.Stream(ctx, f.cfg.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := s.CachedInfo().State.Msgs; n != 3 {
-		t.Fatalf("stream holds %d messages, want 3 (duplicates of one Nats-Msg-Id stored once)", n)
-	}
-	for seq, want := range map[uint64]struct{ subject, ct, id string }{
-		1: {"t1.events.demo.events", "application/msgpack", ev.ID},
-		2: {"t1.events.x.y", "text/plain", ""},
-		3: {"t1.events.x.y", "application/json", ""},
-	} {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m.Subject != want.subject || m.Header.Get("Content-Type") != want.ct || m.Header.Get(natsjs.MsgIDHeader) != want.id {
-			t.Errorf("message %d: subject %s, headers %v; want %+v", seq, m.Subject, m.Header, want)
-		}
-	}
-
-	if err := f.pub.Publish(ctx, []Outgoing{{Data: []byte("x")}}); err == nil {
-		t.Error("Publish without Event or Subject succeeded")
-	}
+// Outgoing is a message the tests publish: an event (its subject and
+// Nats-Msg-Id derived from it) or raw data to Subject.
+type Outgoing struct {
+	Event          *event.Event
+	Data           []byte
+	Format         event.Format
+	ContentType    string // instead of Format's
+	Subject, MsgID string // instead of the event's; no MsgID: no Nats-Msg-Id
 }
 
-func TestPublishWithoutStream(t *testing.T) {
-	f := newFixture(t, testNames(1))
-	start := time.Now()
-	err := f.pub.Publish(context.Background(), []Outgoing{{Subject: "nowhere.a.b", Data: []byte("x")}})
-	if !errors.Is(err, consumer.ErrStreamMissing) || !strings.Contains(err.Error(), "nowhere.a.b") {
-		t.Fatalf("Publish to a subject no stream captures: %v", err)
-	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("took %v", took)
-	}
-	// A PubAck error (the stream refuses the message) fails the call.
-	pub := NewPublisher(f.js, PublisherConfig{SubjectPrefix: f.cfg.SubjectPrefix})
-	big := make([]byte, 2<<20)
-	if err := pub.Publish(context.Background(), []Outgoing{{Subject: "t1.events.a.b", Data: big}}); err == nil {
-		t.Error("publishing a message over the server's max payload succeeded")
-	}
+// testPublisher publishes Outgoing messages through the writer library
+// (natspub.Publisher.PublishMsgs).
+type testPublisher struct {
+	p      *natspub.Publisher
+	prefix string
 }
 
-func TestPublishManyBoundedInFlight(t *testing.T) {
-	f := newFixture(t, testNames(1))
-	pub := NewPublisher(f.js, PublisherConfig{SubjectPrefix: f.cfg.SubjectPrefix, MaxInFlight: 7})
-	msgs := make([]Outgoing, 1000)
-	for i := range msgs {
-		msgs[i] = Outgoing{Subject: "t1.events.a.b", Data: []byte("x")}
+func newTestPublisher(js natsjs.JetStream, prefix string) *testPublisher {
+	p, err := natspub.New(js, natspub.Config{SubjectPrefix: prefix})
+	if err != nil {
+		panic(err)
 	}
-	if err := pub.Publish(context.Background(), msgs); err != nil {
-		t.Fatal(err)
+	return &testPublisher{p: p, prefix: prefix}
+}
+
+func (p *testPublisher) Publish(ctx context.Context, msgs []Outgoing) error {
+	out := make([]*nats.Msg, len(msgs))
+	for i, o := range msgs {
+		m := &nats.Msg{Subject: o.Subject, Data: o.Data, Header: nats.Header{}}
+		id := o.MsgID
+		if o.Event != nil {
+			if m.Subject == "" {
+				m.Subject = p.p.Subject(o.Event.Database, o.Event.Table)
+			}
+			if id == "" {
+				id = o.Event.ID
+			}
+		}
+		ct := o.ContentType
+		if ct == "" {
+			ct = o.Format.ContentType()
+		}
+		m.Header.Set(HeaderContentType, ct)
+		if id != "" {
+			m.Header.Set(natsjs.MsgIDHeader, id)
+		}
+		out[i] = m
 	}
-	s, _ := f.js.Stream(context.Background(), f.cfg.Stream)
-	if n := s.CachedInfo().State.Msgs; n != 1000 {
-		t.Fatalf("stream holds %d, want 1000", n)
-	}
+	return p.p.PublishMsgs(ctx, out)
 }
 
 func TestDeadLetterSubjectsAndRetry(t *testing.T) {

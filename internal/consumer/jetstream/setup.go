@@ -9,6 +9,8 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamindex/indexer/publish/natspub"
 )
 
 // Defaults shared by Setup, New and the Publisher (DESIGN.md §2).
@@ -16,7 +18,7 @@ const (
 	DefaultStream           = "IDX_EVENTS"
 	DefaultDeadLetters      = "IDX_DLQ"
 	DefaultConsumer         = "indexer"
-	DefaultSubjectPrefix    = "idx.events"
+	DefaultSubjectPrefix    = natspub.DefaultSubjectPrefix
 	DefaultDeadLetterPrefix = "idx.dlq"
 )
 
@@ -74,7 +76,9 @@ type SetupConfig struct {
 	// Nats-Msg-Id was already stored within it is stored once. Default 2 min.
 	Duplicates time.Duration
 	// Replicas is the replication factor of both streams and the consumer
-	// (1 for a single server, 3 for a cluster). Default 1.
+	// (1 for a single server, 3 for a cluster). Default (0): 3 when the
+	// connection is to a cluster of 3 or more servers, else 1; an existing
+	// events stream keeps its own. Setup warns about 1 on a cluster.
 	Replicas int
 	// DeliverFrom is where a newly created consumer starts. The zero value
 	// starts at the stream's first message. It is ignored, with a warning,
@@ -126,13 +130,10 @@ func (c *SetupConfig) setDefaults() error {
 	if c.Duplicates == 0 {
 		c.Duplicates = 2 * time.Minute
 	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
 	switch {
 	case c.AckWait < 0, c.MaxDeliver < 1, c.MaxAckPending < 1, c.Duplicates < 0:
 		return errors.New("jetstream setup: AckWait, MaxDeliver, MaxAckPending and Duplicates must be positive")
-	case c.Replicas < 1 || c.Replicas > 5:
+	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("jetstream setup: Replicas %d: want 1 to 5", c.Replicas)
 	case c.MaxAge > 0 && c.Duplicates > c.MaxAge:
 		return fmt.Errorf("jetstream setup: the de-duplication window %v is longer than MaxAge %v", c.Duplicates, c.MaxAge)
@@ -256,6 +257,7 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created b
 	if err := cfg.setDefaults(); err != nil {
 		return false, nil, err
 	}
+	warnings = cfg.chooseReplicas(ctx, js)
 	events := cfg.eventsStream()
 	have, c1, err := ensureStream(ctx, js, events, compareEvents)
 	if err != nil {
@@ -434,4 +436,33 @@ func discardWarnings(c natsjs.StreamConfig, unread string) []string {
 	}
 	return []string{fmt.Sprintf("stream %s discards its oldest messages %s, including messages %s: keep the consumer's lag well inside that limit (watch 'indexer status')",
 		c.Name, strings.Join(limits, " or "), unread)}
+}
+
+// Cluster describes the NATS servers a connection reaches: the cluster's
+// name ("" for a single server) and how many servers it knows of (those
+// given in the URL and those the servers announced).
+func Cluster(js natsjs.JetStream) (name string, servers int) {
+	nc := js.Conn()
+	return nc.ConnectedClusterName(), len(nc.Servers())
+}
+
+// chooseReplicas settles Replicas 0 (3 on a cluster of 3 or more servers,
+// 1 otherwise; an existing events stream's own), and returns a warning
+// when one replica is chosen on a cluster: the stream is then unavailable
+// while its one server is down, and lost with its disk.
+func (c *SetupConfig) chooseReplicas(ctx context.Context, js natsjs.JetStream) []string {
+	cluster, servers := Cluster(js)
+	if c.Replicas == 0 {
+		c.Replicas = 1
+		if s, err := js.Stream(ctx, c.Stream); err == nil {
+			c.Replicas = s.CachedInfo().Config.Replicas
+		} else if cluster != "" && servers >= 3 {
+			c.Replicas = 3
+		}
+	}
+	if cluster == "" || c.Replicas > 1 {
+		return nil
+	}
+	return []string{fmt.Sprintf("stream %s has only 1 replica on the %d-server cluster %q: while the server holding it is down, nothing can be published or consumed, and a lost disk loses the stream; use --replicas 3 (an existing stream: 'nats stream edit %s --replicas 3')",
+		c.Stream, servers, cluster, c.Stream)}
 }

@@ -146,3 +146,71 @@ func TestSetupWarningsAndOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestSetupReplicasOnCluster: on a 3-server cluster Setup creates R3
+// streams and consumer by default, warns about an explicit R1, and keeps
+// an existing stream's replicas when none are asked for.
+func TestSetupReplicasOnCluster(t *testing.T) {
+	c := testserver.StartNATSCluster(t, 3)
+	_, js := testConn(t, c.URL(), "setup")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	replicas := func(cfg SetupConfig) (events, dlq, consumer int) {
+		t.Helper()
+		s, err := js.Stream(ctx, cfg.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := js.Stream(ctx, cfg.DeadLetters)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.Replicas, d.CachedInfo().Config.Replicas, k.CachedInfo().Config.Replicas
+	}
+	auto := testNames(1)
+	_, warnings, err := Setup(ctx, js, auto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, d, k := replicas(auto); e != 3 || d != 3 || k != 3 {
+		t.Errorf("default on a 3-server cluster: replicas %d %d %d, want 3", e, d, k)
+	}
+	for _, w := range warnings {
+		if strings.Contains(w, "replica") {
+			t.Errorf("warning about replicas with R3: %s", w)
+		}
+	}
+
+	one := testNames(2)
+	one.Replicas = 1
+	_, warnings, err = Setup(ctx, js, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slicesContain(warnings, "only 1 replica on the 3-server cluster") {
+		t.Errorf("R1 on a cluster: warnings %q, want one about the single replica", warnings)
+	}
+	// Run again without --replicas: the R1 stream is kept (no mismatch),
+	// and the warning repeated.
+	one.Replicas = 0
+	created, warnings, err := Setup(ctx, js, one)
+	if err != nil || created {
+		t.Fatalf("setup again: created %v, %v", created, err)
+	}
+	if e, _, _ := replicas(one); e != 1 || !slicesContain(warnings, "only 1 replica") {
+		t.Errorf("setup again: replicas %d, warnings %q", e, warnings)
+	}
+}
+
+func slicesContain(list []string, sub string) bool {
+	for _, s := range list {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/publish"
+	"github.com/streamindex/indexer/publish/natspub"
 )
 
 // Config configures New. Zero fields mean the defaults.
@@ -72,6 +74,7 @@ type Source struct {
 	msgs        chan *nats.Msg
 	status      chan nats.Status
 	ackWait     time.Duration
+	dlq         *natspub.Publisher // dead letters; the loop retries, so it does not
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -128,8 +131,13 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) 
 		cfg.Logger.Warn("raised the consumer's max_deliver so that the server delivers a message as often as the worker needs (see README, NATS JetStream)",
 			"stream", cfg.Stream, "consumer", cfg.Consumer, "from", cc.MaxDeliver, "to", need, "max_deliver", cfg.MaxDeliver)
 	}
+	dlq, err := natspub.New(js, natspub.Config{AckTimeout: cfg.RequestTimeout, Options: publish.Options{RetryFor: -1}})
+	if err != nil {
+		return nil, err
+	}
 	nc := js.Conn()
 	s := &Source{
+		dlq:         dlq,
 		js:          js,
 		nc:          nc,
 		cons:        cons,

@@ -26,7 +26,7 @@ type fixture struct {
 	srv *natsserver.Server
 	cfg SetupConfig
 	js  natsjs.JetStream
-	pub *Publisher
+	pub *testPublisher
 	n   atomic.Int64
 }
 
@@ -37,7 +37,7 @@ func newFixture(t *testing.T, cfg SetupConfig) *fixture {
 	if _, _, err := Setup(context.Background(), js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{srv: srv, cfg: cfg, js: js, pub: NewPublisher(js, PublisherConfig{SubjectPrefix: cfg.SubjectPrefix})}
+	return &fixture{srv: srv, cfg: cfg, js: js, pub: newTestPublisher(js, cfg.SubjectPrefix)}
 }
 
 func (f *fixture) source(t *testing.T) *Source {

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // BenchmarkFetchAck measures the source's share of the pipeline: fetch
@@ -26,15 +26,12 @@ func BenchmarkFetchAck(b *testing.B) {
 	}
 	b.Cleanup(func() { c.Del(ctx, stream) })
 	data := []byte(`{"v":1,"id":"01J0000000000000000000000","type":"file.created","time":1718000000000000000,"database":"demo","table":"events","layer":"default","writer_id":"","path":"date=2024-06-10/hour=06/abcdefgh.1.parquet","size_bytes":123456,"row_count":1000,"chunk_time":1718000000000000000,"min_time":1718000000000000000,"max_time":1718000003600000000}`)
-	msgs := make([]Outgoing, 1000)
+	msgs := make([]redispub.Message, 1000)
 	for i := range msgs {
-		msgs[i] = Outgoing{Data: data, Format: event.JSON}
+		msgs[i] = redispub.Message{Data: data, CT: "json"}
 	}
-	p := NewPublisher(c, PublisherConfig{Stream: stream})
 	for left := b.N; left > 0; left -= len(msgs) {
-		if _, err := p.Publish(ctx, msgs[:min(left, len(msgs))]); err != nil {
-			b.Fatal(err)
-		}
+		publishRaw(b, c, stream, msgs[:min(left, len(msgs))]...)
 	}
 	s, err := New(c, Config{Stream: stream, Group: "g", Consumer: "a"})
 	if err != nil {
@@ -76,13 +73,11 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	events := synth.New(synth.Config{Hours: 48}).Events(b.N)
-	out := make([]Outgoing, len(events))
-	for i := range events {
-		if out[i].Data, err = event.Encode(event.JSON, &events[i]); err != nil {
-			b.Fatal(err)
-		}
+	p, err := redispub.New(c, redispub.Config{})
+	if err != nil {
+		b.Fatal(err)
 	}
-	if _, err := NewPublisher(c, PublisherConfig{}).Publish(ctx, out); err != nil {
+	if err := p.Publish(ctx, events...); err != nil {
 		b.Fatal(err)
 	}
 	src, err := New(c, Config{Consumer: "bench", Logger: slog.New(slog.DiscardHandler)})

@@ -12,6 +12,7 @@ import (
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // A worker: 'indexer setup' created the group once; each worker reads as
@@ -27,11 +28,13 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	// A writer publishes encoded events.
+	// A writer publishes events (package publish/redispub).
 	var e event.Event // a valid event
-	data, _ := event.Encode(event.JSON, &e)
-	p := redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: "idx:events", MaxLen: 10_000_000})
-	if _, err := p.Publish(ctx, []redisstream.Outgoing{{Data: data, Format: event.JSON}}); err != nil {
+	p, err := redispub.New(c, redispub.Config{Stream: "idx:events"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := p.Publish(ctx, e); err != nil {
 		log.Fatal(err)
 	}
 

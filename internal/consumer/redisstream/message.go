@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // message converts an entry delivered for the deliveries-th time. Its
@@ -37,8 +38,8 @@ func (s *Source) message(x *redis.XMessage, deliveries int, buf []byte) (consume
 
 // Entry fields.
 const (
-	fieldData = "data"
-	fieldCT   = "ct"
+	fieldData = redispub.FieldData
+	fieldCT   = redispub.FieldCT
 )
 
 // noData is the Handle of a message whose entry had no data field.

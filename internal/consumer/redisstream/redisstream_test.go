@@ -20,6 +20,7 @@ import (
 	"github.com/streamindex/indexer/internal/consumer/consumertest"
 	"github.com/streamindex/indexer/internal/lua"
 	"github.com/streamindex/indexer/internal/testserver"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // server is the package's one redis-server; every test uses its own keys.
@@ -95,27 +96,14 @@ func (g *group) source(t *testing.T, name string) *Source {
 
 func (g *group) publish(t *testing.T, msgs ...consumertest.Raw) []string {
 	t.Helper()
-	ctx := context.Background()
-	var ids []string
-	p := NewPublisher(g.c, PublisherConfig{Stream: g.stream})
-	for _, m := range msgs {
-		f, err := event.ParseFormat(m.ContentType)
-		var id string
-		if err == nil {
-			var got []string
-			got, err = p.Publish(ctx, []Outgoing{{Data: m.Data, Format: f}})
-			if len(got) == 1 {
-				id = got[0]
-			}
-		} else { // a content type writers must not use: publish it verbatim
-			id, err = g.c.XAdd(ctx, &redis.XAddArgs{Stream: g.stream, Values: []any{"data", m.Data, "ct", m.ContentType}}).Result()
-		}
-		if err != nil {
-			t.Fatalf("publish: %v", err)
-		}
-		ids = append(ids, id)
+	out := make([]redispub.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = redispub.Message{Data: m.Data, CT: m.ContentType}
+		if f, err := event.ParseFormat(m.ContentType); err == nil {
+			out[i].CT = f.String()
+		} // else a content type writers must not use: publish it verbatim
 	}
-	return ids
+	return publishRaw(t, g.c, g.stream, out...)
 }
 
 func (g *group) pending(t *testing.T) int {
@@ -185,4 +173,19 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// publishRaw appends msgs to stream through the writer library and
+// returns their entry ids.
+func publishRaw(t testing.TB, c redis.UniversalClient, stream string, msgs ...redispub.Message) []string {
+	t.Helper()
+	p, err := redispub.New(c, redispub.Config{Stream: stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := p.PublishRaw(context.Background(), msgs)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	return ids
 }

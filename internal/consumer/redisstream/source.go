@@ -40,11 +40,12 @@ import (
 
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/lua"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // Defaults of Config and PublisherConfig.
 const (
-	DefaultStream = "idx:events"
+	DefaultStream = redispub.DefaultStream
 	DefaultGroup  = "indexer"
 	// DeadLetterSuffix is appended to the stream's name to name its
 	// default dead-letter stream.

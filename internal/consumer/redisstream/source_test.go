@@ -16,6 +16,7 @@ import (
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/consumertest"
 	"github.com/streamindex/indexer/internal/testserver"
+	"github.com/streamindex/indexer/publish/redispub"
 )
 
 func raws(n int) []consumertest.Raw {
@@ -527,9 +528,7 @@ func TestServerDown(t *testing.T) {
 	if _, _, err := Setup(ctx, c, "s", "g", "0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewPublisher(c, PublisherConfig{Stream: "s"}).Publish(ctx, []Outgoing{{Data: []byte("a")}, {Data: []byte("b")}}); err != nil {
-		t.Fatal(err)
-	}
+	publishRaw(t, c, "s", redispub.Message{Data: []byte("a")}, redispub.Message{Data: []byte("b")})
 	s, err := New(c, Config{Stream: "s", Group: "g", Consumer: "a", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
