@@ -59,7 +59,7 @@ func (a *app) complete(words []string) {
 
 func completions(cur string, prev []string) []string {
 	if len(prev) == 0 {
-		return append(commandNames(), "help", "--help", "--version")
+		return append(commandNames(), "help", "version", "--help", "--version")
 	}
 	if prev[0] == "help" {
 		if len(prev) == 1 {
