@@ -233,7 +233,7 @@ type decoderOptions struct {
 func addDecoderFlags(fs *flag.FlagSet) *decoderOptions {
 	o := &decoderOptions{}
 	fs.StringVar(&o.layers, "layers", "default", layersUsage)
-	fs.IntVar(&o.maxBytes, "max-message-bytes", event.DefaultMaxMessageBytes, "largest event message accepted, in `bytes`")
+	intVar(fs, &o.maxBytes, "max-message-bytes", event.DefaultMaxMessageBytes, 1, "largest event message accepted, in `bytes`")
 	return o
 }
 
