@@ -186,7 +186,7 @@ func TestSetupNATSReportsWhatItDid(t *testing.T) {
 	ns := testserver.NATS(t)
 	env := []string{"INDEXER_NATS_URL=" + ns.ClientURL(), "INDEXER_SOURCE=nats"}
 	r := indexer(t, env, "", "setup")
-	want := `created stream "IDX_EVENTS" (subjects idx.events.>), dead-letter stream "IDX_DLQ" (subjects idx.dlq.>) and durable consumer "indexer"`
+	want := `created stream "IDX_EVENTS" (subjects idx.events.>), dead-letter stream "IDX_DLQ" (subjects idx.dlq.>), durable consumer "indexer" and the stream of its max-deliveries advisories`
 	if r.Code != exitOK || strings.TrimSpace(r.Stdout) != want {
 		t.Fatalf("first setup: %+v\nwant %s", r, want)
 	}
@@ -200,7 +200,7 @@ func TestSetupNATSReportsWhatItDid(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = indexer(t, env, "", "setup")
-	want = `created durable consumer "indexer"; stream "IDX_EVENTS" (subjects idx.events.>) and dead-letter stream "IDX_DLQ" (subjects idx.dlq.>) exist with a compatible configuration, left unchanged`
+	want = `created durable consumer "indexer"; stream "IDX_EVENTS" (subjects idx.events.>), dead-letter stream "IDX_DLQ" (subjects idx.dlq.>) and the stream of its max-deliveries advisories exist with a compatible configuration, left unchanged`
 	if r.Code != exitOK || strings.TrimSpace(r.Stdout) != want {
 		t.Fatalf("setup with only the consumer missing: %+v\nwant %s", r, want)
 	}
