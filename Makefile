@@ -9,6 +9,11 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 30s
 BENCH_ARGS ?=
 RUN_ARGS ?=
+# What 'indexer --version' says (internal/buildinfo); override for releases.
+VERSION  ?= $(shell git describe --tags --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell r=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null && echo $$r || echo $$r-dirty; } || echo unknown)
+LDFLAGS  := -X github.com/streamindex/indexer/internal/buildinfo.version=$(VERSION) -X github.com/streamindex/indexer/internal/buildinfo.revision=$(REVISION)
+IMAGE    ?= indexer
 
 TESTFLAGS := -count=1 -timeout 30m
 ifneq ($(T),)
@@ -20,13 +25,16 @@ endif
 FAULT_SUMMARY := $(CURDIR)/var/fault-summary.txt
 SOAK_EVENTS ?= 1000000
 
-.PHONY: help build run demo test soak need-redis fuzz bench gobench lint clean
+.PHONY: help build image run demo test soak need-redis fuzz bench gobench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
 
-build: ## build bin/indexer
-	$(GO) build -o $(BIN) ./cmd/indexer
+build: ## build bin/indexer (with VERSION and REVISION for --version)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/indexer
+
+image: ## build the container image indexer:VERSION from the Dockerfile (needs docker)
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(VERSION) .
 
 run: build ## run a worker in the foreground (NATS embedded, Redis at INDEXER_REDIS_URL); RUN_ARGS= adds flags
 	./scripts/run.sh $(RUN_ARGS)

@@ -1,16 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/streamindex/indexer/internal/buildinfo"
+	"github.com/streamindex/indexer/internal/redact"
 )
 
 // Exit codes.
@@ -35,6 +38,9 @@ type app struct {
 	// stderrTTY reports whether stderr is a terminal (progress bars, text
 	// logs).
 	stderrTTY bool
+	// secrets scrubs stderr: run wraps stderr in it and tells it of every
+	// credential the flags, environment and config file hold.
+	secrets *redact.Writer
 }
 
 // command is one subcommand.
@@ -60,27 +66,54 @@ func findCommand(name string) *command {
 	return nil
 }
 
-func (a *app) mainUsage() {
-	fmt.Fprintf(a.stderr, "indexer keeps GigAPI's file index in Redis, fed by events from Redis Streams or NATS JetStream.\n\n")
-	fmt.Fprintf(a.stderr, "Usage: indexer <command> [flags] [args]\n\nCommands:\n")
+func (a *app) mainUsage(w io.Writer) {
+	fmt.Fprintf(w, "indexer keeps GigAPI's file index in Redis, fed by events from Redis Streams or NATS JetStream.\n")
+	fmt.Fprintf(w, "%s\n\n", buildinfo.Get())
+	fmt.Fprintf(w, "Usage: indexer <command> [flags] [args]\n\nCommands:\n")
 	sorted := append([]*command(nil), commands...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
 	for _, c := range sorted {
-		fmt.Fprintf(a.stderr, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(a.stderr, "\nRun 'indexer <command> --help' for its flags. Every flag can also be set with\n"+
-		"INDEXER_<FLAG> (upper case, - becomes _) or in a --config file of 'flag = value' lines;\n"+
-		"a flag on the command line wins over the environment, which wins over the file.\n"+
-		"Exit codes: 0 success, 1 failure, 2 usage error.\n")
+	fmt.Fprintf(w, "\nRun 'indexer help <command>' or 'indexer <command> --help' for its flags; 'indexer --version' for the build.\n"+
+		"Every flag can also be set with INDEXER_<FLAG> (upper case, - becomes _) or in a --config file of\n"+
+		"'flag = value' lines, which may hold the flags of every command; a flag on the command line wins\n"+
+		"over the environment, which wins over the file. Exit codes: 0 success, 1 failure, 2 usage error.\n")
 }
 
 // run runs the command line args and returns the exit code.
 func (a *app) run(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		a.mainUsage()
-		if len(args) == 0 {
+	// Whatever reaches stderr (errors, logs, progress) goes through the
+	// scrubber, which learns every credential the flags hold.
+	a.secrets = redact.NewWriter(a.stderr)
+	a.stderr = a.secrets
+	slog.SetDefault(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	if len(args) == 0 {
+		a.mainUsage(a.stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		a.mainUsage(a.stdout)
+		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(a.stdout, buildinfo.Get())
+		return exitOK
+	case "help":
+		if len(args) == 1 {
+			a.mainUsage(a.stdout)
+			return exitOK
+		}
+		c := findCommand(args[1])
+		if c == nil {
+			fmt.Fprintf(a.stderr, "indexer help: unknown command %q; run 'indexer --help' for the list\n", args[1])
 			return exitUsage
 		}
+		a.commandUsage(c, commandFlags(c))
+		return exitOK
+	case completeCommand:
+		a.complete(args[1:])
 		return exitOK
 	}
 	c := findCommand(args[0])
@@ -90,10 +123,12 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	fs := flag.NewFlagSet("indexer "+c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	config := fs.String("config", "", "read flag values from this `file` of 'flag = value' lines (# starts a comment)")
+	config := fs.String("config", "", configUsage)
 	runFn := c.setup(fs, a)
 	fs.Usage = func() {} // printed below, once
-	if err := fs.Parse(interspersed(fs, args[1:])); err != nil {
+	err := fs.Parse(interspersed(fs, args[1:]))
+	fs.Visit(func(f *flag.Flag) { a.noteSecrets(f.Name, f.Value.String()) })
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			a.commandUsage(c, fs)
 			return exitOK
@@ -105,7 +140,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.stderr, "indexer %s: %v\n", c.name, err)
 		return exitUsage
 	}
-	err := runFn(ctx, fs.Args())
+	err = runFn(ctx, fs.Args())
 	var ue usageError
 	switch {
 	case err == nil:
@@ -116,9 +151,15 @@ func (a *app) run(ctx context.Context, args []string) int {
 	case errors.Is(err, errSilentFailure):
 		return exitFail
 	default:
-		fmt.Fprintf(a.stderr, "indexer %s: %v\n", c.name, err)
+		fmt.Fprintf(a.stderr, "indexer %s: %v\n", c.name, oneLine(err))
 		return exitFail
 	}
+}
+
+// oneLine is an error's text on one line, as promised to operators and
+// their log collectors.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
 // errSilentFailure makes a command exit 1 after it reported the failure
@@ -157,87 +198,9 @@ func isBool(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// envName is the environment variable of a flag.
-func envName(flagName string) string {
-	return "INDEXER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// applyDefaults sets each flag not given on the command line from its
-// environment variable, then from the config file.
-func (a *app) applyDefaults(fs *flag.FlagSet, configPath string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if configPath == "" {
-		configPath = a.getenv(envName("config"))
-	}
-	var file map[string]string
-	if configPath != "" {
-		var err error
-		if file, err = readConfig(configPath); err != nil {
-			return err
-		}
-		for name := range file {
-			if fs.Lookup(name) == nil {
-				return fmt.Errorf("config %s: unknown flag %q for this command", configPath, name)
-			}
-		}
-	}
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || set[f.Name] || f.Name == "config" {
-			return
-		}
-		if v := a.getenv(envName(f.Name)); v != "" {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %v", envName(f.Name), redactValue(f.Name, v), e)
-			}
-			return
-		}
-		if v, ok := file[f.Name]; ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("config %s: %s = %q: %v", configPath, f.Name, redactValue(f.Name, v), e)
-			}
-		}
-	})
-	return err
-}
-
-// readConfig reads 'flag = value' lines; '#' starts a comment.
-func readConfig(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("config %s:%d: want 'flag = value', got %q", path, n, line)
-		}
-		out[strings.TrimLeft(strings.TrimSpace(k), "-")] = strings.Trim(strings.TrimSpace(v), `"`)
-	}
-	return out, sc.Err()
-}
-
-// redactValue hides credentials in a flag value shown in an error.
-func redactValue(name, v string) string {
-	if strings.Contains(name, "url") {
-		return redactURL(v)
-	}
-	if strings.Contains(name, "password") || strings.Contains(name, "token") {
-		return "xxxxx"
-	}
-	return v
-}
-
+// commandUsage prints a command's help, asked for, to stdout.
 func (a *app) commandUsage(c *command, fs *flag.FlagSet) {
-	w := a.stderr
+	w := a.stdout
 	fmt.Fprintf(w, "Usage: indexer %s [flags]", c.name)
 	if c.args != "" {
 		fmt.Fprintf(w, " %s", c.args)
@@ -245,6 +208,14 @@ func (a *app) commandUsage(c *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "\n\n%s\n\nFlags:\n", c.summary)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
+		if name == "value" {
+			switch f.Value.(type) {
+			case durationValue:
+				name = "duration"
+			case intValue:
+				name = "int"
+			}
+		}
 		arg := ""
 		if name != "" {
 			arg = " " + name

@@ -34,13 +34,11 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 	do := addDecoderFlags(fs)
 	addQueueFlags(fs, ro, do, false)
 	file := fs.String("file", "-", "NDJSON `file` of events, one per line; - reads stdin")
-	batch := fs.Int("batch-size", 1000, "events applied per patch_index call")
+	var batch int
+	intVar(fs, &batch, "batch-size", 1000, 1, "`events` applied per patch_index call")
 	return func(ctx context.Context, args []string) error {
 		if len(args) > 0 {
 			return usagef("unexpected argument %q (the input is --file)", args[0])
-		}
-		if *batch < 1 {
-			return usagef("--batch-size must be at least 1")
 		}
 		dec, err := do.decoder(ro.layout)
 		if err != nil {
@@ -51,7 +49,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			return err
 		}
 		defer closeIn()
-		x, c, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: *batch, Decoded: true}) // dec validates every line
+		x, c, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: batch, Decoded: true}) // dec validates every line
 		if err != nil {
 			return err
 		}
@@ -110,7 +108,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 				return nil
 			}
 			events, lines = append(events, e), append(lines, n)
-			if len(events) >= *batch {
+			if len(events) >= batch {
 				return flush()
 			}
 			return nil

@@ -35,11 +35,11 @@ type gcOptions struct {
 
 func addGCFlags(fs *flag.FlagSet, periodic bool) *gcOptions {
 	o := &gcOptions{}
-	fs.DurationVar(&o.minAge, "tombstone-min-age", index.DefaultTombstoneMinAge,
-		"collect only tombstones last touched longer ago than this (and before the stream's oldest entry); 0: the stream bound only")
+	durationVar(fs, &o.minAge, "tombstone-min-age", index.DefaultTombstoneMinAge, "the stream bound only",
+		"collect only tombstones last touched longer ago than this age (and before the stream's oldest entry)")
 	if periodic {
-		fs.DurationVar(&o.interval, "gc-interval", time.Hour,
-			"collect tombstones about this often (one worker at a time, under a Redis lock); 0 disables")
+		durationVar(fs, &o.interval, "gc-interval", time.Hour, "never",
+			"collect tombstones about this often (one worker at a time, under a Redis lock)")
 	}
 	return o
 }

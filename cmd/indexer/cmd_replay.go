@@ -62,8 +62,9 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 	from := fs.String("from", "", "first entry to re-apply: an entry id (redis <ms>-<seq> or <ms>), a sequence (nats), an RFC 3339 `position` "+
 		"(the first entry stored at or after it) or earliest")
 	to := fs.String("to", "", "last entry to re-apply, inclusive, in the same forms (latest or empty: the stream's last entry when the replay starts)")
-	batch := fs.Int("batch-size", 1000, "most `events` per batch")
-	maxDeliver := fs.Int("max-deliver", 5, "an event the index refuses this many `times` is given up and reported")
+	var batch, maxDeliver int
+	intVar(fs, &batch, "batch-size", 1000, 1, "most `events` per batch")
+	intVar(fs, &maxDeliver, "max-deliver", 5, 1, "an event the index refuses this many `times` is given up and reported")
 	format := fs.String("format", "text", "summary `format`: text or json")
 	quiet := fs.Bool("quiet", false, "no progress bar or progress lines")
 	return func(ctx context.Context, args []string) error {
@@ -72,9 +73,6 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 		}
 		if *format != "text" && *format != "json" {
 			return usagef("--format %q: use text or json", *format)
-		}
-		if *batch < 1 || *maxDeliver < 1 {
-			return usagef("--batch-size and --max-deliver must be at least 1")
 		}
 		if err := oo.so.validate(); err != nil {
 			return err
@@ -107,7 +105,7 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 		var name, fromS, toS string
 		if oo.so.source == sourceNATS {
 			var r *jetstream.Replay
-			r, err = openNATSReplay(ctx, c, oo.so, fromPos, toPos, *maxDeliver)
+			r, err = openNATSReplay(ctx, c, oo.so, fromPos, toPos, maxDeliver)
 			if r != nil {
 				rng, name = r, r.Name()
 				fromS, toS = fmt.Sprint(r.Start()), fmt.Sprint(r.End())
@@ -141,9 +139,12 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 			bar.Start()
 		}
 		start := time.Now()
-		sum, err := replay.Run(ctx, replay.Config{Range: rng, Index: c.x, Decoder: dec, BatchSize: *batch, MaxDeliver: *maxDeliver,
+		sum, err := replay.Run(ctx, replay.Config{Range: rng, Index: c.x, Decoder: dec, BatchSize: batch, MaxDeliver: maxDeliver,
 			Logger: log, Progress: func(n int64) { bar.Set(n) }})
 		if !*quiet {
+			if err == nil && sum.Complete {
+				bar.SetTotal(bar.Count()) // the estimate may have been interpolated: end at 100%
+			}
 			bar.Stop()
 		}
 		doc := replayDoc{Source: oo.so.source, Stream: oo.so.stream, Group: name, From: fromS, To: toS, Complete: sum.Complete,
@@ -167,7 +168,7 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 		case !sum.Complete:
 			return fmt.Errorf("interrupted after %d messages; the temporary group is removed; run the replay again (it is idempotent)", sum.Messages)
 		case sum.Refused > 0:
-			return fmt.Errorf("%d events could not be applied (the index refused them %d times; see the log and 'indexer check')", sum.Refused, *maxDeliver)
+			return fmt.Errorf("%d events could not be applied (the index refused them %d times; see the log and 'indexer check')", sum.Refused, maxDeliver)
 		}
 		return nil
 	}

@@ -39,13 +39,15 @@ type workerOptions struct {
 func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
 	o := &workerOptions{}
 	fs.StringVar(&o.consumer, "consumer", "", "this worker's consumer `name` in the group; default hostname-pid (unique per process)")
-	fs.IntVar(&o.batchSize, "batch-size", 1000, "most `events` per batch (one atomic patch_index call per 1,000 events)")
-	fs.IntVar(&o.batchBytes, "batch-bytes", 4<<20, "a batch stops filling at this many payload `bytes`")
-	fs.DurationVar(&o.linger, "linger", 10*time.Millisecond, "how long a batch waits for more events after its first one")
-	fs.IntVar(&o.maxDeliver, "max-deliver", 5, "a message delivered more than this many `times` goes to the dead-letter stream")
-	fs.DurationVar(&o.claimMinIdle, "claim-min-idle", 60*time.Second,
+	intVar(fs, &o.batchSize, "batch-size", 1000, 1, "most `events` per batch (one atomic patch_index call per 1,000 events)")
+	intVar(fs, &o.batchBytes, "batch-bytes", 4<<20, 1, "a batch stops filling at this many payload `bytes`")
+	durationVar(fs, &o.linger, "linger", 10*time.Millisecond, "no lingering: a batch is what one fetch returns",
+		"how long a batch waits for more events after its first one")
+	intVar(fs, &o.maxDeliver, "max-deliver", 5, 1, "a message delivered more than this many `times` goes to the dead-letter stream")
+	durationVar(fs, &o.claimMinIdle, "claim-min-idle", 60*time.Second, "",
 		"redis: take over messages another worker held unacknowledged this long (a dead worker's batch)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed to finish and acknowledge the batch in flight")
+	durationVar(fs, &o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "",
+		"on SIGINT/SIGTERM, time allowed to finish and acknowledge the batch in flight")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464",
 		"`address` serving /metrics, /healthz and /readyz (127.0.0.1:0 picks a free port, empty disables)")
 	return o
@@ -60,8 +62,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	wo := addWorkerFlags(fs)
 	lo := addLogFlags(fs)
 	gco := addGCFlags(fs, true)
-	ackWait := fs.Duration("ack-wait", 30*time.Second, "nats: AckWait of the consumer the embedded server's setup creates (--embedded-nats)")
-	return func(ctx context.Context, args []string) error {
+	var ackWait time.Duration
+	durationVar(fs, &ackWait, "ack-wait", 30*time.Second, "", "nats: AckWait of the consumer the embedded server's setup creates (--embedded-nats)")
+	return func(ctx context.Context, args []string) (err error) {
 		if len(args) > 0 {
 			return usagef("unexpected argument %q", args[0])
 		}
@@ -81,6 +84,15 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
+		defer func() {
+			// From here on the worker speaks through its log: a fatal
+			// error is one log line, not a log line and a plain one.
+			var ue usageError
+			if err != nil && !errors.As(err, &ue) {
+				log.Error("worker stopped", "err", oneLine(explainRun(err, so)))
+				err = errSilentFailure
+			}
+		}()
 		dec, err := do.decoder(ro.layout)
 		if err != nil {
 			return err
@@ -113,7 +125,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			// The embedded server is stopped only after the worker drained.
 			defer closeNATS()
 			if no.embeddedDir != "" {
-				if err := embeddedSetup(ctx, js, so, wo, *ackWait, log); err != nil {
+				if err := embeddedSetup(ctx, js, so, wo, ackWait, log); err != nil {
 					return err
 				}
 			}
@@ -152,16 +164,18 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		}
 
 		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
+		linger := wo.linger
+		if linger == 0 {
+			linger = -1 // consumer.Config's "no lingering"
+		}
 		r, err := consumer.New(consumer.Config{Source: src, Index: applier, Decoder: dec, BatchSize: wo.batchSize, BatchBytes: wo.batchBytes,
-			Linger: wo.linger, MaxDeliver: wo.maxDeliver, ShutdownTimeout: wo.shutdownTimeout, Logger: log, Metrics: metrics})
+			Linger: linger, MaxDeliver: wo.maxDeliver, ShutdownTimeout: wo.shutdownTimeout, Logger: log, Metrics: metrics})
 		if err != nil {
 			return usagef("%v", err)
 		}
 		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver)
-		err = r.Run(ctx)
-		if err != nil {
-			log.Error("worker stopped", "err", err)
-			return explainRun(err, so)
+		if err := r.Run(ctx); err != nil {
+			return err
 		}
 		log.Info("worker stopped cleanly")
 		return nil
@@ -180,12 +194,21 @@ func background(ctx context.Context, fn func(context.Context)) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// explainRun adds the fix to fatal loop errors.
+// explainRun turns a missing stream or group into one line that names it
+// and gives the exact setup command; other errors are returned as they
+// are.
 func explainRun(err error, so *streamOptions) error {
+	var what string
 	switch {
-	case errors.Is(err, consumer.ErrGroupMissing), errors.Is(err, consumer.ErrStreamMissing):
-		return fmt.Errorf("%v\nThe worker never creates it itself (that could skip events). Create it with: indexer setup --source %s --stream %s --group %s",
-			err, so.source, so.stream, so.group)
+	case errors.Is(err, consumer.ErrStreamMissing):
+		what = fmt.Sprintf("stream %q does not exist", so.stream)
+	case errors.Is(err, consumer.ErrGroupMissing) && so.source == sourceRedis:
+		what = fmt.Sprintf("consumer group %q of stream %q does not exist (NOGROUP)", so.group, so.stream)
+	case errors.Is(err, consumer.ErrGroupMissing):
+		what = fmt.Sprintf("durable consumer %q of stream %q does not exist", so.group, so.stream)
+	default:
+		return err
 	}
-	return err
+	return fmt.Errorf("%s: create it with 'indexer setup --source %s --stream %s --group %s' (workers never create it themselves: that could skip events)",
+		what, so.source, so.stream, so.group)
 }

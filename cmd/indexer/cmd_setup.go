@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -33,12 +34,14 @@ type natsSetupOptions struct {
 
 func addNATSSetupFlags(fs *flag.FlagSet) *natsSetupOptions {
 	o := &natsSetupOptions{}
-	fs.DurationVar(&o.ackWait, "ack-wait", 30*time.Second, "nats: how long a delivered message may stay unacknowledged before it is delivered again")
-	fs.IntVar(&o.maxAckPending, "max-ack-pending", 0, "nats: most unacknowledged `messages` across all workers; default workers × batch size × 2")
-	fs.DurationVar(&o.maxAge, "max-age", 7*24*time.Hour, "nats: stream retention; older messages are discarded even if unconsumed (keep it above any replay window)")
-	fs.Int64Var(&o.maxBytes, "max-bytes", -1, "nats: stream size limit in `bytes` (-1: none); at the limit the OLDEST messages are discarded, consumed or not")
-	fs.DurationVar(&o.duplicates, "duplicate-window", 2*time.Minute, "nats: publishes with the same Nats-Msg-Id within this window are stored once")
-	fs.IntVar(&o.replicas, "replicas", 0, "nats: stream and consumer replicas; 0 picks 3 on a cluster of 3 or more servers and 1 on a single server (an existing stream keeps its own); 1 on a cluster is warned about")
+	durationVar(fs, &o.ackWait, "ack-wait", 30*time.Second, "", "nats: how long a delivered message may stay unacknowledged before it is delivered again")
+	intVar(fs, &o.maxAckPending, "max-ack-pending", 0, 0, "nats: most unacknowledged `messages` across all workers; 0: workers × batch size × 2")
+	durationVar(fs, &o.maxAge, "max-age", 7*24*time.Hour, "no age limit",
+		"nats: stream retention age; older messages are discarded even if unconsumed (keep it above any replay window)")
+	fs.Int64Var(&o.maxBytes, "max-bytes", -1, "nats: stream size limit in `bytes` (-1 or 0: none); at the limit the OLDEST messages are discarded, consumed or not")
+	durationVar(fs, &o.duplicates, "duplicate-window", 2*time.Minute, "",
+		"nats: publishes with the same Nats-Msg-Id within this window are stored once")
+	intVar(fs, &o.replicas, "replicas", 0, 0, "nats: stream and consumer `replicas`; 0 picks 3 on a cluster of 3 or more servers and 1 on a single server (an existing stream keeps its own); 1 on a cluster is warned about")
 	return o
 }
 
@@ -47,8 +50,12 @@ func (o *natsSetupOptions) config(so *streamOptions, maxDeliver, workers, batch 
 	if pending == 0 {
 		pending = workers * batch * 2
 	}
+	maxAge := o.maxAge
+	if maxAge == 0 {
+		maxAge = -1 // SetupConfig's "keep forever"
+	}
 	return jetstream.SetupConfig{Stream: so.stream, DeadLetters: so.deadLetter, Consumer: so.group, AckWait: o.ackWait,
-		MaxDeliver: maxDeliver, MaxAckPending: pending, MaxAge: o.maxAge, MaxBytes: o.maxBytes, Duplicates: o.duplicates, Replicas: o.replicas}
+		MaxDeliver: maxDeliver, MaxAckPending: pending, MaxAge: maxAge, MaxBytes: o.maxBytes, Duplicates: o.duplicates, Replicas: o.replicas}
 }
 
 func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
@@ -57,9 +64,10 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 	no := addNATSFlags(fs, false)
 	nso := addNATSSetupFlags(fs)
 	from := fs.String("from", "0", "redis: where a new group starts: 0 (the stream's first entry) or an entry `ID`; an existing group is never moved (see 'indexer group reset')")
-	maxDeliver := fs.Int("max-deliver", 5, "nats: the workers' --max-deliver: the consumer lets the server deliver a message this many times plus one (a lower limit of an existing consumer is raised)")
-	workers := fs.Int("workers", 3, "nats: expected worker `count`, to size max-ack-pending")
-	batch := fs.Int("batch-size", 1000, "nats: the workers' --batch-size, to size max-ack-pending")
+	var maxDeliver, workers, batch int
+	intVar(fs, &maxDeliver, "max-deliver", 5, 1, "nats: the workers' --max-deliver: the consumer lets the server deliver a message this many times plus one (a lower limit of an existing consumer is raised)")
+	intVar(fs, &workers, "workers", 3, 1, "nats: expected worker `count`, to size max-ack-pending")
+	intVar(fs, &batch, "batch-size", 1000, 1, "nats: the workers' --batch-size, to size max-ack-pending")
 	return func(ctx context.Context, args []string) error {
 		if len(args) > 0 {
 			return usagef("unexpected argument %q", args[0])
@@ -95,7 +103,7 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 				return err
 			}
 			defer closeNATS()
-			return natsSetup(ctx, a, js, nso.config(so, *maxDeliver, *workers, *batch))
+			return natsSetup(ctx, a, js, nso.config(so, maxDeliver, workers, batch))
 		}
 	}
 }
@@ -108,13 +116,52 @@ func natsSetup(ctx context.Context, a *app, js natsjs.JetStream, cfg jetstream.S
 	for _, w := range warnings {
 		fmt.Fprintf(a.stderr, "warning: %s\n", w)
 	}
-	if created {
-		fmt.Fprintf(a.stdout, "created stream %q (subjects idx.events.>), dead-letter stream %q, durable consumer %q and the stream of its max-deliveries advisories (%q unless one existed)\n",
-			cfg.Stream, cfg.DeadLetters, cfg.Consumer, jetstream.DefaultAdvisories(cfg.Stream))
-	} else {
-		fmt.Fprintf(a.stdout, "stream %q and consumer %q exist with a compatible configuration; left unchanged\n", cfg.Stream, cfg.Consumer)
-	}
+	fmt.Fprintln(a.stdout, setupReport(cfg, created))
 	return nil
+}
+
+// setupReport says in one line what a NATS setup created and what it
+// found in place.
+func setupReport(cfg jetstream.SetupConfig, c jetstream.Created) string {
+	var made, kept []string
+	for _, o := range []struct {
+		created bool
+		what    string
+	}{
+		{c.Stream, fmt.Sprintf("stream %q (subjects %s.>)", cfg.Stream, jetstream.DefaultSubjectPrefix)},
+		{c.DeadLetters, fmt.Sprintf("dead-letter stream %q (subjects %s.>)", cfg.DeadLetters, jetstream.DefaultDeadLetterPrefix)},
+		{c.Consumer, fmt.Sprintf("durable consumer %q", cfg.Consumer)},
+		{c.Advisories, "the stream of its max-deliveries advisories"},
+	} {
+		if o.created {
+			made = append(made, o.what)
+		} else {
+			kept = append(kept, o.what)
+		}
+	}
+	var b strings.Builder
+	if len(made) > 0 {
+		b.WriteString("created " + listAnd(made))
+	}
+	if len(kept) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		verb := " exist"
+		if len(kept) == 1 {
+			verb = " exists"
+		}
+		b.WriteString(listAnd(kept) + verb + " with a compatible configuration, left unchanged")
+	}
+	return b.String()
+}
+
+// listAnd joins "a", "b" and "c" as "a, b and c".
+func listAnd(xs []string) string {
+	if len(xs) < 2 {
+		return strings.Join(xs, "")
+	}
+	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
 }
 
 // embeddedSetup creates the stream and consumer on the embedded server,
@@ -130,8 +177,8 @@ func embeddedSetup(ctx context.Context, js natsjs.JetStream, so *streamOptions, 
 	for _, w := range warnings {
 		log.Warn(w)
 	}
-	if created {
-		log.Info("created stream and consumer on the embedded server", "ack_wait", ackWait)
+	if created.Any() {
+		log.Info("embedded server: "+setupReport(cfg, created), "ack_wait", ackWait)
 	}
 	return nil
 }

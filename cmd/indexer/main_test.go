@@ -77,11 +77,11 @@ func TestUsageAndExitCodes(t *testing.T) {
 		t.Errorf("unknown flag: %+v", r)
 	}
 	r := indexer(t, nil, "", "query", "--help")
-	if r.Code != exitOK || strings.Count(r.Stderr, "Usage:") != 1 {
+	if r.Code != exitOK || strings.Count(r.Stdout, "Usage:") != 1 {
 		t.Errorf("--help: %+v", r)
 	}
 	for _, f := range []string{"--after", "--format", "--redis-url", "INDEXER_REDIS_URL", "--key-prefix"} {
-		if !strings.Contains(r.Stderr, f) {
+		if !strings.Contains(r.Stdout, f) {
 			t.Errorf("query --help lacks %s", f)
 		}
 	}

@@ -35,14 +35,14 @@ func addQueueFlags(fs *flag.FlagSet, ro *redisOptions, do *decoderOptions, perio
 	o := &queueOptions{fs: fs}
 	fs.StringVar(&o.queues, "queues", "merge,move,drop",
 		"GigAPI work `queues` to keep: a comma-separated subset of merge, move and drop, or none (GigAPI's compactor and dropper need merge and drop)")
-	fs.DurationVar(&o.timeoutBase, "merge-timeout-base", index.DefaultMergeTimeout,
-		"GigAPI's merge timeout base T: iterations 1-4 are due T, 10T, 100T, 420T after their item starts, up to 100, 400, 4000, 4000 MiB")
+	durationVar(fs, &o.timeoutBase, "merge-timeout-base", index.DefaultMergeTimeout, "",
+		"GigAPI's merge timeout base `T`: iterations 1-4 are due T, 10T, 100T, 420T after their item starts, up to 100, 400, 4000, 4000 MiB")
 	fs.StringVar(&o.merge, "merge-config", "",
 		"merge iterations 1, 2, … as `timeout:max-size` pairs, e.g. 10s:100MiB,100s:400MiB (overrides --merge-timeout-base; sizes in B, KiB, MiB, GiB or bytes)")
-	fs.DurationVar(&o.lease, "lease", index.DefaultLease, "how long a leased item stays with its worker before it is delivered again")
+	durationVar(fs, &o.lease, "lease", index.DefaultLease, "", "how long a leased item stays with its worker before it is delivered again")
 	if periodic {
-		fs.DurationVar(&o.publish, "publish-interval", time.Second,
-			"publish due merge and move items into GigAPI's :idle lists this often (0 disables; then run 'indexer plan publish')")
+		durationVar(fs, &o.publish, "publish-interval", time.Second, "never; run 'indexer plan publish' instead",
+			"publish due merge and move items into GigAPI's :idle lists this often")
 	}
 	if do != nil {
 		o.layers = &do.layers

@@ -18,6 +18,7 @@ import (
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/redact"
 )
 
 // redisOptions are the flags of every command that talks to Redis.
@@ -68,14 +69,9 @@ func (goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
 	slog.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
-// redactURL returns u with its password replaced, for messages and logs.
-func redactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	return p.Redacted()
-}
+// redactURL returns u with its credentials masked, for messages and logs
+// (also when u does not parse).
+func redactURL(u string) string { return redact.URL(u) }
 
 // client returns a Redis client for the options: a cluster client for a
 // redis+cluster:// URL. It does not connect.
@@ -85,7 +81,11 @@ func (o *redisOptions) client() (redis.UniversalClient, error) {
 	}
 	opt, err := redis.ParseURL(o.url)
 	if err != nil {
-		return nil, usagef("--redis-url %s: %v", redactURL(o.url), err)
+		var ue *url.Error // its text holds the URL as given, password and all
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, usagef("--redis-url %s: %v", redact.URL(o.url), err)
 	}
 	if err := o.secure(&opt.Password, opt.TLSConfig, "rediss://"); err != nil {
 		return nil, err
@@ -233,7 +233,7 @@ type decoderOptions struct {
 func addDecoderFlags(fs *flag.FlagSet) *decoderOptions {
 	o := &decoderOptions{}
 	fs.StringVar(&o.layers, "layers", "default", layersUsage)
-	fs.IntVar(&o.maxBytes, "max-message-bytes", event.DefaultMaxMessageBytes, "largest event message accepted, in `bytes`")
+	intVar(fs, &o.maxBytes, "max-message-bytes", event.DefaultMaxMessageBytes, 1, "largest event message accepted, in `bytes`")
 	return o
 }
 

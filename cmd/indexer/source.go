@@ -158,7 +158,7 @@ func (o *logOptions) logger(a *app) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(o.level)); err != nil {
 		return nil, usagef("--log-level %q: use debug, info, warn or error", o.level)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationStrings}
 	var w io.Writer = a.stderr
 	switch o.format {
 	case "text":
@@ -172,6 +172,15 @@ func (o *logOptions) logger(a *app) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format %q: use text, json or auto", o.format)
+}
+
+// durationStrings logs durations as Go duration strings ("1m30s"), not as
+// JSON's integer nanoseconds.
+func durationStrings(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // defaultConsumerName is hostname-pid, unique per process.

@@ -30,7 +30,8 @@ type Config struct {
 	// bytes. Default 4 MiB.
 	BatchBytes int
 	// Linger is how long a batch waits for more messages after its first
-	// one. Default 10 ms.
+	// one. Default 10 ms; negative: no lingering (a batch is what the
+	// fetch that brought its first message returned).
 	Linger time.Duration
 	// PollWait is how long one fetch waits for a first message. Default 1 s.
 	PollWait time.Duration
@@ -99,8 +100,8 @@ func New(cfg Config) (*Runner, error) {
 	defDur(&cfg.RetryInitial, 100*time.Millisecond)
 	defDur(&cfg.RetryMax, 10*time.Second)
 	defDur(&cfg.LagEvery, 5*time.Second)
-	if cfg.BatchSize < 1 || cfg.BatchBytes < 1 || cfg.MaxDeliver < 1 || cfg.Linger < 0 || cfg.PollWait < 0 {
-		return nil, fmt.Errorf("consumer: batch size, batch bytes and max deliver must be positive, linger and poll wait not negative")
+	if cfg.BatchSize < 1 || cfg.BatchBytes < 1 || cfg.MaxDeliver < 1 || cfg.PollWait < 0 {
+		return nil, fmt.Errorf("consumer: batch size, batch bytes and max deliver must be positive, poll wait not negative")
 	}
 	if cfg.Decoder == nil {
 		cfg.Decoder, _ = event.NewDecoder(event.Config{})
@@ -557,6 +558,8 @@ func (r *Runner) countTrimmed(ctx context.Context, tc TrimCounter) bool {
 	n, err := tc.Trimmed(ctx)
 	switch {
 	case err != nil && ctx.Err() != nil:
+	case errors.Is(err, ErrGroupMissing), errors.Is(err, ErrStreamMissing):
+		return false // the fetch meets it too and stops the worker with one line
 	case err != nil && Classify(err) == Fatal:
 		r.log.Error("cannot count the messages trimmed from the stream before they were read; this worker stops counting them until it restarts (a refused command: grant its Redis user +xgroup|setid, see README, Security)",
 			"err", err)

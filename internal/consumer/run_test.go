@@ -222,6 +222,21 @@ func TestBatchFlushesOnLinger(t *testing.T) {
 	})
 }
 
+// TestNoLinger: a negative Linger ('run --linger 0') applies what one
+// fetch returned at once, without waiting for more.
+func TestNoLinger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, x := newMemSource(), &memIndex{}
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, BatchSize: 1000, Linger: -1})
+		defer stop()
+		src.push(msgs(0, 3)...)
+		synctest.Wait()
+		if len(x.batches) != 1 || len(x.batches[0]) != 3 {
+			t.Fatalf("batches %v, want one of 3 at once, without lingering", x.batches)
+		}
+	})
+}
+
 func TestBatchFlushesOnBytes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src, x := newMemSource(), &memIndex{}

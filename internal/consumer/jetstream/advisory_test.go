@@ -271,8 +271,8 @@ func TestSetupAdvisories(t *testing.T) {
 		t.Fatal(err)
 	}
 	created, _, err := Setup(ctx, js, cfg)
-	if err != nil || !created {
-		t.Fatalf("Setup with the operator's advisory stream: created %v, %v", created, err)
+	if err != nil || !created.Any() {
+		t.Fatalf("Setup with the operator's advisory stream: created %+v, %v", created, err)
 	}
 	if _, err := js.Stream(ctx, "T1_MAX_DELIVERIES"); !errors.Is(err, natsjs.ErrStreamNotFound) {
 		t.Errorf("Setup created its own advisory stream next to the operator's: %v", err)
@@ -280,7 +280,7 @@ func TestSetupAdvisories(t *testing.T) {
 	if _, err := NewAdvisories(ctx, js, wcfg, nil); err != nil {
 		t.Errorf("NewAdvisories on the operator's stream: %v", err)
 	}
-	if created, _, err := Setup(ctx, js, cfg); err != nil || created {
+	if created, _, err := Setup(ctx, js, cfg); err != nil || created.Any() {
 		t.Errorf("Setup again: created %v, %v", created, err)
 	}
 }

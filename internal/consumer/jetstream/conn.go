@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
-	"strings"
+	neturl "net/url"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/streamindex/indexer/internal/redact"
 )
 
 // ConnConfig says how to reach NATS. The zero value connects to
@@ -154,7 +155,11 @@ func explainDialError(url string, err error) error {
 	var hostErr x509.HostnameError
 	var certErr x509.CertificateInvalidError
 	var verifyErr *tls.CertificateVerificationError
+	var urlErr *neturl.Error
 	switch {
+	case errors.As(err, &urlErr):
+		// Its text holds the URL as given, password and all.
+		return fmt.Errorf("nats: --nats-url %s: %s: %v: correct the URL (escape special characters of a password as %%XX)", url, urlErr.Op, urlErr.Err)
 	case errors.Is(err, nats.ErrAuthorization):
 		return fmt.Errorf("nats: %s refused our credentials (%w): check the user:password or token in --nats-url, --nats-token, --nats-creds or --nats-nkey", url, err)
 	case errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
@@ -176,31 +181,6 @@ func explainDialError(url string, err error) error {
 }
 
 // RedactURL returns url (or a comma-separated list of URLs) with any
-// password or token replaced by "REDACTED", for logs and errors.
-func RedactURL(raw string) string {
-	parts := strings.Split(raw, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		u, err := url.Parse(p)
-		if err != nil || u.Host == "" { // not a URL we can parse: cut what precedes '@'
-			if at := strings.LastIndex(p, "@"); at >= 0 {
-				scheme := ""
-				if k := strings.Index(p, "://"); k >= 0 && k < at {
-					scheme = p[:k+3]
-				}
-				p = scheme + "REDACTED" + p[at:]
-			}
-			parts[i] = p
-			continue
-		}
-		if u.User != nil {
-			if _, hasPass := u.User.Password(); hasPass {
-				u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			} else {
-				u.User = url.User("REDACTED") // a token
-			}
-		}
-		parts[i] = u.String()
-	}
-	return strings.Join(parts, ",")
-}
+// password or token replaced by "REDACTED", for logs and errors; see
+// redact.URL.
+func RedactURL(raw string) string { return redact.URL(raw) }

@@ -41,7 +41,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("created:", created)
+	fmt.Println("created:", created.Any())
 
 	// 'indexer publish'
 	ev := event.Event{ID: "01J0EXAMPLE", Type: event.FileCreated, Time: 1, Database: "demo", Table: "events",

@@ -132,8 +132,8 @@ func TestSetupRaisesMaxDeliver(t *testing.T) {
 	ctx := context.Background()
 	cfg.MaxDeliver = 10
 	created, warnings, err := Setup(ctx, js, cfg)
-	if err != nil || created {
-		t.Fatalf("Setup with MaxDeliver 10: created %v, %v", created, err)
+	if err != nil || created.Any() {
+		t.Fatalf("Setup with MaxDeliver 10: created %+v, %v", created, err)
 	}
 	if got := consumerConfig(t, js, cfg.Stream, cfg.Consumer).MaxDeliver; got != 11 {
 		t.Errorf("consumer max_deliver %d, want 11", got)

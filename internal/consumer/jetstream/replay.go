@@ -124,7 +124,7 @@ func NewReplay(ctx context.Context, js natsjs.JetStream, cfg ReplayConfig) (*Rep
 		return nil, fmt.Errorf("jetstream: replay: create consumer %q on stream %q at sequence %d: %w", cfg.Name, cfg.Stream, start, err)
 	}
 	r := &Replay{js: js, cfg: cfg, start: start, end: end}
-	src, err := New(ctx, js, Config{Stream: cfg.Stream, Consumer: cfg.Name, SubjectPrefix: cfg.SubjectPrefix, MaxDeliver: cfg.MaxDeliver, Logger: cfg.Logger})
+	src, err := New(ctx, js, Config{Stream: cfg.Stream, Consumer: cfg.Name, SubjectPrefix: cfg.SubjectPrefix, MaxDeliver: cfg.MaxDeliver, Logger: cfg.Logger.With("replay_group", cfg.Name)})
 	if err != nil {
 		r.Close(ctx)
 		return nil, err

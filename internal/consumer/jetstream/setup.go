@@ -240,33 +240,44 @@ func (e *MismatchError) Error() string {
 	return b.String()
 }
 
+// Created says which of its objects Setup created; the others existed
+// already with compatible settings and were left alone.
+type Created struct {
+	Stream, DeadLetters, Consumer, Advisories bool
+}
+
+// Any reports whether Setup created anything.
+func (c Created) Any() bool { return c.Stream || c.DeadLetters || c.Consumer || c.Advisories }
+
 // Setup creates the events stream, the dead-letter stream, the durable
 // pull consumer, and the advisory stream with its consumer (see
 // SetupConfig.Advisories), idempotently: what exists with the same
-// settings is left alone. created reports whether anything was created. A
-// stream or consumer that exists with different settings is a
-// *MismatchError naming each differing field and how to fix it; nothing
-// is changed then — except a consumer MaxDeliver lower than
-// SetupConfig.MaxDeliver needs, which is raised in place.
+// settings is left alone. created reports what was created. A stream or
+// consumer that exists with different settings is a *MismatchError naming
+// each differing field and how to fix it; nothing is changed then —
+// except a consumer MaxDeliver lower than SetupConfig.MaxDeliver needs,
+// which is raised in place.
 //
 // warnings are for the operator: limits under which the stream discards
 // messages the consumer may not have read yet (MaxAge, MaxBytes, MaxMsgs
 // with discard "old"), a DeliverFrom that was ignored, a MaxDeliver that
 // was raised, and the like.
-func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created bool, warnings []string, err error) {
+func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created Created, warnings []string, err error) {
 	if err := cfg.setDefaults(); err != nil {
-		return false, nil, err
+		return created, nil, err
 	}
 	warnings = cfg.chooseReplicas(ctx, js)
 	events := cfg.eventsStream()
 	have, c1, err := ensureStream(ctx, js, events, compareEvents)
+	created.Stream = c1
 	if err != nil {
-		return false, nil, err
+		return created, nil, err
 	}
 	warnings = append(warnings, discardWarnings(have, "the consumer "+cfg.Consumer+" has not read yet")...)
 	dlq, c2, err := ensureStream(ctx, js, cfg.deadLetterStream(), compareDeadLetters)
+	created.DeadLetters = c2
 	if err != nil {
-		return false, warnings, err
+		return created, warnings, err
 	}
 	warnings = append(warnings, discardWarnings(dlq, "nobody has looked at yet")...)
 
@@ -281,17 +292,18 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created b
 			cons, err = js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 		}
 	}
+	created.Consumer = c3
 	if err != nil {
-		return false, warnings, fmt.Errorf("jetstream setup: consumer %q on stream %q: %w", cfg.Consumer, cfg.Stream, err)
+		return created, warnings, fmt.Errorf("jetstream setup: consumer %q on stream %q: %w", cfg.Consumer, cfg.Stream, err)
 	}
 	if !c3 {
 		have := cons.CachedInfo().Config
 		if diffs := compareConsumer(&have, &want); len(diffs) > 0 {
-			return false, warnings, &MismatchError{Kind: "consumer", Name: cfg.Consumer, Stream: cfg.Stream, Diffs: diffs}
+			return created, warnings, &MismatchError{Kind: "consumer", Name: cfg.Consumer, Stream: cfg.Stream, Diffs: diffs}
 		}
 		if !allowsDeliveries(have.MaxDeliver, want.MaxDeliver) {
 			if err := raiseMaxDeliver(ctx, js, cfg.Stream, have, want.MaxDeliver); err != nil {
-				return false, warnings, fmt.Errorf("jetstream setup: %w", err)
+				return created, warnings, fmt.Errorf("jetstream setup: %w", err)
 			}
 			warnings = append(warnings, fmt.Sprintf("consumer %s: max_deliver raised from %d to %d (--max-deliver %d plus one), so that the server delivers a message as often as the workers need",
 				cfg.Consumer, have.MaxDeliver, want.MaxDeliver, cfg.MaxDeliver))
@@ -302,11 +314,11 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created b
 	}
 	// The advisory stream keeps its advisories as long as the events
 	// stream keeps the messages they name: no warning of its own.
-	c4, err := setupAdvisories(ctx, js, &cfg)
+	created.Advisories, err = setupAdvisories(ctx, js, &cfg)
 	if err != nil {
-		return false, warnings, err
+		return created, warnings, err
 	}
-	return c1 || c2 || c3 || c4, warnings, nil
+	return created, warnings, nil
 }
 
 // ensureStream creates the stream if it does not exist, else compares its

@@ -18,15 +18,23 @@ func TestSetupIdempotent(t *testing.T) {
 	ctx := context.Background()
 	cfg := testNames(1)
 	created, warnings, err := Setup(ctx, js, cfg)
-	if err != nil || !created {
-		t.Fatalf("first Setup: created %v, %v", created, err)
+	if err != nil || created != (Created{Stream: true, DeadLetters: true, Consumer: true, Advisories: true}) {
+		t.Fatalf("first Setup: created %+v, %v", created, err)
 	}
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "max_age") || !strings.Contains(warnings[0], "168h0m0s") {
 		t.Errorf("warnings %q, want one about the default max_age of 7 days", warnings)
 	}
 	created, _, err = Setup(ctx, js, cfg)
-	if err != nil || created {
-		t.Fatalf("second Setup: created %v, %v", created, err)
+	if err != nil || created.Any() {
+		t.Fatalf("second Setup: created %+v, %v", created, err)
+	}
+	// Only the consumer missing: only the consumer is created.
+	if err := js.DeleteConsumer(ctx, cfg.Stream, cfg.Consumer); err != nil {
+		t.Fatal(err)
+	}
+	created, _, err = Setup(ctx, js, cfg)
+	if err != nil || created != (Created{Consumer: true}) {
+		t.Fatalf("Setup without the consumer: created %+v, %v", created, err)
 	}
 
 	s, err := js.Stream(ctx, cfg.Stream)
@@ -198,7 +206,7 @@ func TestSetupReplicasOnCluster(t *testing.T) {
 	// and the warning repeated.
 	one.Replicas = 0
 	created, warnings, err := Setup(ctx, js, one)
-	if err != nil || created {
+	if err != nil || created.Any() {
 		t.Fatalf("setup again: created %v, %v", created, err)
 	}
 	if e, _, _ := replicas(one); e != 1 || !slicesContain(warnings, "only 1 replica") {

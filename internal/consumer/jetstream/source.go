@@ -42,7 +42,9 @@ type Config struct {
 	// an Ack or DeadLetter, a PubAck, a lookup) when the caller's context
 	// has no earlier deadline. Default 10 s.
 	RequestTimeout time.Duration
-	// Logger receives the source's logs. Default slog.Default().
+	// Logger receives the source's logs. The source adds no attributes:
+	// the caller's logger names the stream and consumer once
+	// (Logger.With), so no log line repeats a key. Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -142,7 +144,7 @@ func New(ctx context.Context, js natsjs.JetStream, cfg Config) (*Source, error) 
 		nc:          nc,
 		cons:        cons,
 		cfg:         cfg,
-		log:         cfg.Logger.With("stream", cfg.Stream, "consumer", cfg.Consumer),
+		log:         cfg.Logger,
 		nextSubject: apiPrefix(js.Options()) + "CONSUMER.MSG.NEXT." + cfg.Stream + "." + cfg.Consumer,
 		inbox:       nc.NewInbox() + ".",
 		msgs:        make(chan *nats.Msg, fetchBuffer),
@@ -431,9 +433,7 @@ func (s *Source) missing(ctx context.Context, cause error) error {
 	case err == nil:
 		return fmt.Errorf("jetstream: consumer %q on stream %q: %w (it exists; retrying)", s.cfg.Consumer, s.cfg.Stream, cause)
 	case errors.Is(err, natsjs.ErrStreamNotFound), errors.Is(err, natsjs.ErrConsumerNotFound):
-		err = lookupError(&s.cfg, err)
-		s.log.Error("the consumer or its stream was deleted", "err", err)
-		return err
+		return lookupError(&s.cfg, err) // the caller reports it, once
 	}
 	return fmt.Errorf("jetstream: consumer %q on stream %q: %w; looking it up: %v", s.cfg.Consumer, s.cfg.Stream, cause, err)
 }

@@ -247,6 +247,32 @@ func TestReplayRange(t *testing.T) {
 	}
 }
 
+// TestEstimateRange: the progress estimate of a replay counts the range,
+// not the stream: exactly when the range or what lies outside it is small
+// enough to count, else within a few percent (entries evenly spread).
+func TestEstimateRange(t *testing.T) {
+	g := newGroup(t, time.Minute)
+	ctx := context.Background()
+	ids := addEntries(t, g.c, g.stream, 5_000_000, 1000)
+	const limit = 100 // counting reads at most this many entries each way
+	for _, tc := range []struct {
+		name       string
+		from, to   int // entry indexes, inclusive
+		want, slop int64
+	}{
+		{"small range", 400, 449, 50, 0},
+		{"recent part, to the end", 950, 999, 50, 0},
+		{"old part, to the end: the entries before are counted", 60, 999, 940, 0},
+		{"middle, nothing countable: interpolated", 300, 899, 600, 30},
+		{"all", 0, 999, 1000, 0},
+	} {
+		got := estimateRange(ctx, g.c, g.stream, StartBefore(ids[tc.from]), ids[tc.to], limit)
+		if got < tc.want-tc.slop || got > tc.want+tc.slop {
+			t.Errorf("%s: estimate %d, want %d±%d", tc.name, got, tc.want, tc.slop)
+		}
+	}
+}
+
 // TestOldest: the oldest entry's time, none for an empty stream, an error
 // for a missing one.
 func TestOldest(t *testing.T) {

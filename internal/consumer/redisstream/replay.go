@@ -106,18 +106,57 @@ func NewReplay(ctx context.Context, c redis.UniversalClient, cfg ReplayConfig) (
 	}
 	r := &Replay{c: c, cfg: cfg, end: end}
 	src, err := New(c, Config{Stream: cfg.Stream, Group: cfg.Group, Consumer: "replay",
-		ClaimMinIdle: cfg.ClaimMinIdle, DeadConsumerIdle: -1, Logger: cfg.Logger})
+		ClaimMinIdle: cfg.ClaimMinIdle, DeadConsumerIdle: -1, Logger: cfg.Logger.With("replay_group", cfg.Group)})
 	if err != nil {
 		r.Close(ctx)
 		return nil, err
 	}
 	r.src = src
-	if n, exact, err := countRange(ctx, c, cfg.Stream, start, end, countLimit); err == nil && exact {
-		r.total = n
-	} else if n, err := c.XLen(ctx, cfg.Stream).Result(); err == nil {
-		r.total = n
-	}
+	r.total = estimateRange(ctx, c, cfg.Stream, start, end, countLimit)
 	return r, nil
+}
+
+// estimateRange estimates how many entries lie after start up to end
+// (inclusive), for progress. Counting reads the entries, so it reads at
+// most limit of them in each of the range, the part before it and the
+// part after it: the estimate is exact when the range, or both parts
+// outside it, hold fewer than limit entries (a replay from a recent time
+// to the end, or of all but the newest entries); otherwise it spreads the
+// stream's length evenly over the time its ids span. It returns 0 (no
+// estimate) only if Redis fails.
+func estimateRange(ctx context.Context, c redis.UniversalClient, stream, start, end string, limit int64) int64 {
+	n, exact, err := countRange(ctx, c, stream, start, end, limit)
+	if err != nil || exact {
+		return n
+	}
+	length, err := c.XLen(ctx, stream).Result()
+	if err != nil {
+		return n
+	}
+	before, exactBefore, err1 := countRange(ctx, c, stream, "0-0", start, limit) // entries up to start
+	after, exactAfter, err2 := countRange(ctx, c, stream, end, "+", limit)       // entries past end
+	outside := int64(0)
+	if err1 == nil && exactBefore {
+		outside += before
+	}
+	if err2 == nil && exactAfter {
+		outside += after
+	}
+	if err1 == nil && err2 == nil && exactBefore && exactAfter {
+		return max(length-outside, n)
+	}
+	first, err1 := c.XRangeN(ctx, stream, "-", "+", 1).Result()
+	last, err2 := c.XRevRangeN(ctx, stream, "+", "-", 1).Result()
+	if err1 != nil || err2 != nil || len(first) == 0 || len(last) == 0 {
+		return max(length-outside, n)
+	}
+	lo, hi := idTime(first[0].ID).UnixMilli(), idTime(last[0].ID).UnixMilli()
+	from, to := max(idTime(start).UnixMilli(), lo), min(idTime(end).UnixMilli(), hi)
+	est := length
+	if hi > lo {
+		est = int64(float64(length) * float64(to-from+1) / float64(hi-lo+1))
+	}
+	return min(max(est, n), length-outside)
 }
 
 // Source reads the temporary group. Its DeadLetter must not be used: the

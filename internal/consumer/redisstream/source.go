@@ -84,8 +84,9 @@ type Config struct {
 	// so restarted workers (a new hostname-pid each time) do not pile up.
 	// Negative disables it. Default 1h.
 	DeadConsumerIdle time.Duration
-	// Logger receives the source's logs, with the keys stream, group and
-	// consumer. Default slog.Default().
+	// Logger receives the source's logs. The source adds no attributes:
+	// the caller's logger names the stream, group and consumer once
+	// (Logger.With), so no log line repeats a key. Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -151,7 +152,7 @@ func New(c redis.UniversalClient, cfg Config) (*Source, error) {
 		c:   c,
 		cfg: cfg,
 		g:   lua.StreamGroup{Stream: cfg.Stream, Group: cfg.Group, Consumer: cfg.Consumer},
-		log: cfg.Logger.With("stream", cfg.Stream, "group", cfg.Group, "consumer", cfg.Consumer),
+		log: cfg.Logger,
 		now: time.Now,
 
 		inflight:    make(map[string]time.Time),

@@ -1,12 +1,16 @@
 package redisstream
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -599,4 +603,80 @@ func TestScriptFlush(t *testing.T) {
 			t.Errorf("%s after SCRIPT FLUSH: %v", step.name, err)
 		}
 	}
+}
+
+// TestLogKeysOnce: with the caller's logger naming the stream, group and
+// consumer (as 'indexer run' does), the claim and recovery messages carry
+// each key once.
+func TestLogKeysOnce(t *testing.T) {
+	g := newGroup(t, 50*time.Millisecond)
+	g.publish(t, raws(3)...)
+	fetchAll(t, g.source(t, "a"), 3, 5*time.Second) // held by a, never acknowledged
+	var buf syncBuffer
+	cfg := g.config("b")
+	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, nil)).With("stream", g.stream, "group", g.grp, "consumer", "b")
+	b, err := New(g.c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetchAll(t, b, 3, 10*time.Second) // claimed once idle
+	b2, err := New(g.c, cfg)          // b restarted: recovers its own pending entries
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetchAll(t, b2, 3, 10*time.Second)
+	out := buf.String()
+	for _, want := range []string{"claimed messages left idle", "recovered messages delivered to this consumer"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q message in the log:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if dup := duplicateKey(t, line); dup != "" {
+			t.Errorf("key %q twice in %s", dup, line)
+		}
+	}
+}
+
+// duplicateKey returns a top-level key that a JSON object repeats.
+func duplicateKey(t *testing.T, line string) string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(line))
+	if _, err := dec.Token(); err != nil { // {
+		t.Fatalf("%s: %v", line, err)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if seen[k.(string)] {
+			return k.(string)
+		}
+		seen[k.(string)] = true
+	}
+	return ""
+}
+
+// syncBuffer is a bytes.Buffer safe for a source's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
