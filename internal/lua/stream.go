@@ -24,12 +24,15 @@ var (
 	streamDeleteConsumerSrc string
 	//go:embed stream_trimmed.lua
 	streamTrimmedSrc string
+	//go:embed stream_init_read_counter.lua
+	streamInitReadCounterSrc string
 
-	streamDeadLetter     = redis.NewScript(streamDeadLetterSrc)
-	streamClaim          = redis.NewScript(streamClaimSrc)
-	streamExtend         = redis.NewScript(streamExtendSrc)
-	streamDeleteConsumer = redis.NewScript(streamDeleteConsumerSrc)
-	streamTrimmed        = redis.NewScript(streamTrimmedSrc)
+	streamDeadLetter      = redis.NewScript(streamDeadLetterSrc)
+	streamClaim           = redis.NewScript(streamClaimSrc)
+	streamExtend          = redis.NewScript(streamExtendSrc)
+	streamDeleteConsumer  = redis.NewScript(streamDeleteConsumerSrc)
+	streamTrimmed         = redis.NewScript(streamTrimmedSrc)
+	streamInitReadCounter = redis.NewScript(streamInitReadCounterSrc)
 )
 
 // StreamGroup names a consumer of a group of a stream: the scope of every
@@ -216,4 +219,21 @@ func StreamTrimmed(ctx context.Context, c redis.Scripter, stream, group string) 
 		return 0, fmt.Errorf("stream_trimmed %s: %w", stream, err)
 	}
 	return n, nil
+}
+
+// StreamInitReadCounter sets the read counter (entries-read) of group to 0
+// if the group has read nothing yet (its last-delivered id is 0-0) and
+// Redis does not know its counter, atomically, and reports whether it did.
+// Without a counter, Redis estimates one at the group's first read from the
+// stream's first entry, so the entries trimmed before that read would never
+// show in the group's lag and StreamTrimmed could not count them. Workers
+// call it before their first read. A missing group is a NOGROUP error.
+//
+// KEYS: stream. ARGV: group.
+func StreamInitReadCounter(ctx context.Context, c redis.Scripter, stream, group string) (bool, error) {
+	n, err := streamInitReadCounter.Run(ctx, c, []string{stream}, group).Int()
+	if err != nil {
+		return false, fmt.Errorf("stream_init_read_counter %s: %w", stream, err)
+	}
+	return n == 1, nil
 }

@@ -117,6 +117,7 @@ type Source struct {
 	inflight map[string]time.Time
 
 	// Owned by the goroutine calling Fetch.
+	counting    bool               // the group's read counter is known to be set (see countReads)
 	recovering  bool               // the own pending list may hold entries not handed out
 	recoverFrom string             // XPENDING cursor of the recovery ("-" or "(id")
 	claimFrom   string             // XAUTOCLAIM cursor
@@ -243,6 +244,11 @@ func (s *Source) Fetch(ctx context.Context, max int, wait time.Duration) ([]cons
 			return msgs, err
 		}
 	}
+	if !s.counting {
+		if err := s.countReads(ctx); err != nil {
+			return nil, err
+		}
+	}
 	deadline := s.now().Add(wait)
 	for {
 		if now := s.now(); !now.Before(s.nextClaim) {
@@ -264,6 +270,22 @@ func (s *Source) Fetch(ctx context.Context, max int, wait time.Duration) ([]cons
 			return nil, nil
 		}
 	}
+}
+
+// countReads makes sure, before this consumer's first read, that Redis
+// counts the group's reads (see lua.StreamInitReadCounter), so entries
+// trimmed before any worker read them show in the group's lag and Trimmed
+// counts them.
+func (s *Source) countReads(ctx context.Context) error {
+	set, err := lua.StreamInitReadCounter(ctx, s.c, s.cfg.Stream, s.cfg.Group)
+	if err != nil {
+		return s.wrap("", err)
+	}
+	if set {
+		s.log.Info("the group had read nothing and had no read counter; set it to 0, so entries trimmed before they are read are counted")
+	}
+	s.counting = true
+	return nil
 }
 
 // read runs one XREADGROUP > for up to max entries, blocking at most
