@@ -280,6 +280,8 @@ func (r *Runner) sort(msgs []Message) *sorted {
 		switch {
 		case m.Lost:
 			b.lost = append(b.lost, *m)
+		case m.Malformed != "":
+			b.dead = append(b.dead, DeadLetter{Message: *m, Reason: m.Malformed})
 		case m.Deliveries > r.cfg.MaxDeliver:
 			b.maxDelivered++
 			b.dead = append(b.dead, DeadLetter{Message: *m, Reason: fmt.Sprintf(

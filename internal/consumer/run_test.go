@@ -249,7 +249,9 @@ func TestInvalidAndOverDeliveredAreDeadLettered(t *testing.T) {
 		badCT := msg(2)
 		badCT.ContentType = "text/csv"
 		lost := consumer.Message{ID: "lost", Lost: true, Deliveries: 2}
-		src.push(msg(0), bad, tired, badCT, lost, msg(3))
+		malformed := msg(4) // a valid event in a malformed entry
+		malformed.Malformed = "stream entry has fields other than one data and one ct"
+		src.push(msg(0), bad, tired, badCT, lost, msg(3), malformed)
 		time.Sleep(time.Second)
 		if err := stop(); err != nil {
 			t.Fatal(err)
@@ -263,7 +265,7 @@ func TestInvalidAndOverDeliveredAreDeadLettered(t *testing.T) {
 		for _, d := range dead {
 			reasons[d.ID] = d.Reason
 		}
-		if len(dead) != 3 || reasons["bad"] == "" || reasons["m2"] == "" {
+		if len(dead) != 4 || reasons["bad"] == "" || reasons["m2"] == "" || reasons["m4"] != malformed.Malformed {
 			t.Fatalf("dead letters %v", reasons)
 		}
 		if r := reasons["m1"]; r == "" || !strings.Contains(r, "delivered 4 times") {

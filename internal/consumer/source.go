@@ -40,6 +40,11 @@ type Message struct {
 	// stream while pending): it cannot be applied; the loop acknowledges
 	// it, counts it and raises an alarm.
 	Lost bool
+	// Malformed, when not empty, says why the message as the source holds
+	// it cannot carry an event (a Redis entry without a data field, or
+	// with one twice): the loop dead-letters it with this reason, without
+	// decoding it.
+	Malformed string
 	// Handle is the source's own reference to the message (a NATS
 	// jetstream.Msg); only the source that produced it reads it.
 	Handle any

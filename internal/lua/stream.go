@@ -89,10 +89,13 @@ func StreamDeadLetter(ctx context.Context, c redis.Scripter, g StreamGroup, dead
 
 // ClaimedEntry is an entry taken over by StreamClaim.
 type ClaimedEntry struct {
-	// Message is the entry; Values is nil if its payload was deleted from
-	// the stream (Redis 6.2 reports such entries here; Redis >= 7 in
+	// ID is the entry's id.
+	ID string
+	// Fields are the entry's field names and values, alternating, in
+	// order (duplicates included); nil if its payload was deleted from the
+	// stream (Redis 6.2 reports such entries here; Redis >= 7 in
 	// ClaimResult.Deleted).
-	Message redis.XMessage
+	Fields []any
 	// Deliveries is the entry's delivery count, this claim included.
 	Deliveries int64
 }
@@ -148,18 +151,14 @@ func StreamClaim(ctx context.Context, c redis.Scripter, g StreamGroup, minIdle t
 			return bad("entry")
 		}
 		var ce ClaimedEntry
-		if ce.Message.ID, ok = e[0].(string); !ok {
+		if ce.ID, ok = e[0].(string); !ok {
 			return bad("entry id")
 		}
 		if ce.Deliveries, ok = e[1].(int64); !ok {
 			return bad("delivery count")
 		}
 		if fields, ok := e[2].([]any); ok {
-			ce.Message.Values = make(map[string]any, len(fields)/2)
-			for i := 0; i+1 < len(fields); i += 2 {
-				k, _ := fields[i].(string)
-				ce.Message.Values[k] = fields[i+1]
-			}
+			ce.Fields = fields
 		}
 		res.Claimed = append(res.Claimed, ce)
 	}

@@ -2,9 +2,14 @@ package integration
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/testserver"
 )
 
@@ -34,4 +39,59 @@ func TestRedisTrimmedBeforeFirstRead(t *testing.T) {
 		t.Errorf("indexer_acks_total = %v, want the %d entries left", n, left)
 	}
 	w.waitLog(t, "ALARM: messages were trimmed from the stream before any worker read them", 10*time.Second)
+}
+
+// TestRedisEntryWithDataTwice: a stream entry carrying the field data
+// twice (two valid events) is dead-lettered with a reason naming its
+// fields; neither event reaches the index, and the entries around it are
+// applied.
+func TestRedisEntryWithDataTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testserver.RedisConfig{})
+	ctx := context.Background()
+	e.must("", "setup", "--source", "redis")
+	var creates []event.Event
+	for _, ev := range eventsOf(50, 31, "dup") {
+		if ev.Type == event.FileCreated {
+			creates = append(creates, ev)
+		}
+	}
+	a, err := event.Encode(event.JSON, &creates[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := event.Encode(event.JSON, &creates[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := e.publish(200, 32)
+	if err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", a, "data", b, "ct", "json"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h2 := e.publish(200, 33)
+	e.start("w1", nil, redisWorkerArgs()...)
+	e.waitRedisDrained(stream, group, 2*time.Minute)
+
+	dead := e.rdb.XRange(ctx, dlq, "-", "+").Val()
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	if r, _ := dead[0].Values["reason"].(string); !strings.Contains(r, `its fields: "data", "data", "ct"`) {
+		t.Errorf("dead letter reason %q does not name the entry's fields", r)
+	}
+	if d, _ := dead[0].Values["data"].(string); d != string(a) {
+		t.Errorf("dead letter data %q, want the entry's first data", d)
+	}
+	x, err := index.New(e.rdb, index.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range creates[:2] {
+		if en, err := x.Get(ctx, "demo", "dup", ev.File.Path); err == nil {
+			t.Errorf("%s reached the index: %+v", ev.File.Path, en)
+		}
+	}
+	m := h.model
+	m.Apply(h2.events...)
+	e.checkIndex(m)
 }

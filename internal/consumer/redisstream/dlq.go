@@ -17,6 +17,7 @@ const (
 	fieldOriginalID     = "original_id"
 	fieldDeliveries     = "deliveries"
 	fieldDeadLetteredAt = "dead_lettered_at"
+	fieldRequeuedFrom   = "requeued_from" // added by Requeue, with original_id
 )
 
 // DeadLetters returns up to limit dead letters of the dead-letter stream,

@@ -300,24 +300,32 @@ func (s *Source) read(ctx context.Context, max int, wait time.Duration) ([]consu
 	}
 	a := &s.readArgs
 	a.Count, a.Block = int64(max), block
-	streams, err := s.c.XReadGroup(ctx, a).Result()
-	if err != nil && err != redis.Nil {
+	args := [...]any{"XREADGROUP", "GROUP", a.Group, a.Consumer, "COUNT", a.Count, "BLOCK", a.Block.Milliseconds(), "STREAMS", s.cfg.Stream, ">"}
+	cmdArgs := args[:]
+	if block < 0 {
+		cmdArgs = append(args[:6:6], args[8:]...) // no BLOCK
+	}
+	// The raw reply keeps every field of an entry in order (see message);
+	// payloads are not copied out of it.
+	cmd := redis.NewRawCmd(ctx, cmdArgs...)
+	_ = s.c.Process(ctx, cmd)
+	raw, err := cmd.Result()
+	var entries []entry
+	if err == nil {
+		entries, err = parseReadGroup(raw)
+	}
+	if err != nil {
 		// The server may have delivered entries whose reply was lost:
 		// they sit in this consumer's pending list.
 		s.startRecovery()
 		return nil, s.wrap("xreadgroup", err)
 	}
-	var xs []redis.XMessage // one stream was read
-	if len(streams) > 0 {
-		xs = streams[0].Messages
-	}
-	if len(xs) == 0 {
+	if len(entries) == 0 {
 		return nil, nil
 	}
-	msgs := make([]consumer.Message, len(xs))
-	buf := make([]byte, 0, dataSize(xs))
-	for i := range xs {
-		msgs[i], buf = s.message(&xs[i], 1, buf)
+	msgs := make([]consumer.Message, len(entries))
+	for i := range entries {
+		msgs[i] = s.message(&entries[i], 1)
 	}
 	s.hold(msgs)
 	return msgs, nil
@@ -396,9 +404,6 @@ func (s *Source) Ack(ctx context.Context, msgs []consumer.Message) error {
 // (acknowledged meanwhile by a consumer that took them over) are skipped,
 // so nothing is dead-lettered twice. Lost messages have nothing to move:
 // they are only acknowledged.
-//
-// For an entry that had no data field, the reason is prefixed with that
-// fact (the decoder, given no data, can only say the input ended early).
 func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) error {
 	if len(msgs) == 0 {
 		return nil
@@ -412,12 +417,8 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 			lost = append(lost, m.Message)
 			continue
 		}
-		reason := m.Reason
-		if nd, ok := m.Handle.(*noData); ok {
-			reason = nd.reason() + "; " + reason
-		}
 		entries = append(entries, lua.DeadLetterEntry{
-			ID: m.ID, Data: m.Data, ContentType: m.ContentType, Reason: reason, Deliveries: m.Deliveries,
+			ID: m.ID, Data: m.Data, ContentType: m.ContentType, Reason: m.Reason, Deliveries: m.Deliveries,
 		})
 		ids = append(ids, m.ID)
 	}
