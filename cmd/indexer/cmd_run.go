@@ -26,14 +26,16 @@ func init() {
 
 // workerOptions are the tuning flags of the consume loop.
 type workerOptions struct {
-	consumer        string
-	batchSize       int
-	batchBytes      int
-	linger          time.Duration
-	maxDeliver      int
-	claimMinIdle    time.Duration
-	shutdownTimeout time.Duration
-	metricsAddr     string
+	consumer         string
+	batchSize        int
+	batchBytes       int
+	linger           time.Duration
+	maxDeliver       int
+	claimMinIdle     time.Duration
+	shutdownTimeout  time.Duration
+	metricsAddr      string
+	deadLetterBytes  int
+	deadLetterMaxLen int64
 }
 
 func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
@@ -48,6 +50,9 @@ func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed to finish and acknowledge the batch in flight")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464",
 		"`address` serving /metrics, /healthz and /readyz (127.0.0.1:0 picks a free port, empty disables)")
+	fs.IntVar(&o.deadLetterBytes, "dead-letter-max-bytes", 0,
+		"a dead letter keeps at most this many `bytes` of its payload, with the whole payload's size and SHA-256 (such a dead letter cannot be requeued); default --max-message-bytes")
+	addDeadLetterMaxLen(fs, &o.deadLetterMaxLen)
 	return o
 }
 
@@ -96,7 +101,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		switch so.source {
 		case sourceRedis:
 			src, err = redisstream.New(rc, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
-				DeadLetterStream: so.deadLetter, ClaimMinIdle: wo.claimMinIdle, Logger: log})
+				DeadLetterStream: so.deadLetter, DeadLetterMaxLen: wo.deadLetterMaxLen, ClaimMinIdle: wo.claimMinIdle, Logger: log})
 			if err != nil {
 				return usagef("%v", err)
 			}
@@ -141,8 +146,12 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		}
 
 		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
+		if wo.deadLetterBytes == 0 {
+			wo.deadLetterBytes = do.maxBytes
+		}
 		r, err := consumer.New(consumer.Config{Source: src, Index: applier, Decoder: dec, BatchSize: wo.batchSize, BatchBytes: wo.batchBytes,
-			Linger: wo.linger, MaxDeliver: wo.maxDeliver, ShutdownTimeout: wo.shutdownTimeout, Logger: log, Metrics: metrics})
+			Linger: wo.linger, MaxDeliver: wo.maxDeliver, DeadLetterMaxBytes: wo.deadLetterBytes, ShutdownTimeout: wo.shutdownTimeout,
+			Logger: log, Metrics: metrics})
 		if err != nil {
 			return usagef("%v", err)
 		}

@@ -37,6 +37,12 @@ type Config struct {
 	// MaxDeliver: a message delivered more times than this goes to the
 	// dead-letter destination. Default 5.
 	MaxDeliver int
+	// DeadLetterMaxBytes bounds the payload a dead letter keeps: a larger
+	// one keeps its first DeadLetterMaxBytes bytes, with the whole
+	// payload's size and SHA-256 digest. Default 64 KiB (the decoder's
+	// default message limit, so every payload a worker could accept is
+	// kept whole).
+	DeadLetterMaxBytes int
 	// ShutdownTimeout bounds finishing the in-flight batch once the
 	// context is done. Default 30 s.
 	ShutdownTimeout time.Duration
@@ -71,6 +77,10 @@ type Runner struct {
 	// applied and the one fetched meanwhile); their leases are renewed.
 	mu   sync.Mutex
 	held map[*Message][]Message
+
+	// failures are the last errors of messages left for redelivery, for
+	// their dead letter after MaxDeliver deliveries.
+	failures failures
 }
 
 // New validates cfg and returns a Runner.
@@ -91,14 +101,15 @@ func New(cfg Config) (*Runner, error) {
 	def(&cfg.BatchSize, 1000)
 	def(&cfg.BatchBytes, 4<<20)
 	def(&cfg.MaxDeliver, 5)
+	def(&cfg.DeadLetterMaxBytes, event.DefaultMaxMessageBytes)
 	defDur(&cfg.Linger, 10*time.Millisecond)
 	defDur(&cfg.PollWait, time.Second)
 	defDur(&cfg.ShutdownTimeout, 30*time.Second)
 	defDur(&cfg.RetryInitial, 100*time.Millisecond)
 	defDur(&cfg.RetryMax, 10*time.Second)
 	defDur(&cfg.LagEvery, 5*time.Second)
-	if cfg.BatchSize < 1 || cfg.BatchBytes < 1 || cfg.MaxDeliver < 1 || cfg.Linger < 0 || cfg.PollWait < 0 {
-		return nil, fmt.Errorf("consumer: batch size, batch bytes and max deliver must be positive, linger and poll wait not negative")
+	if cfg.BatchSize < 1 || cfg.BatchBytes < 1 || cfg.MaxDeliver < 1 || cfg.DeadLetterMaxBytes < 1 || cfg.Linger < 0 || cfg.PollWait < 0 {
+		return nil, fmt.Errorf("consumer: batch size, batch bytes, max deliver and dead-letter max bytes must be positive, linger and poll wait not negative")
 	}
 	if cfg.Decoder == nil {
 		cfg.Decoder, _ = event.NewDecoder(event.Config{})
@@ -281,11 +292,10 @@ func (r *Runner) sort(msgs []Message) *sorted {
 		case m.Lost:
 			b.lost = append(b.lost, *m)
 		case m.Malformed != "":
-			b.dead = append(b.dead, DeadLetter{Message: *m, Reason: m.Malformed})
+			b.dead = append(b.dead, r.deadLetter(m, m.Malformed))
 		case m.Deliveries > r.cfg.MaxDeliver:
 			b.maxDelivered++
-			b.dead = append(b.dead, DeadLetter{Message: *m, Reason: fmt.Sprintf(
-				"delivered %d times without being applied (more than --max-deliver %d); see the worker logs for the failure", m.Deliveries, r.cfg.MaxDeliver)})
+			b.dead = append(b.dead, r.deadLetter(m, r.maxDeliverReason(m)))
 		default:
 			f, err := event.ParseFormat(m.ContentType)
 			var e event.Event
@@ -293,7 +303,7 @@ func (r *Runner) sort(msgs []Message) *sorted {
 				e, err = r.cfg.Decoder.Decode(f, m.Data)
 			}
 			if err != nil {
-				b.dead = append(b.dead, DeadLetter{Message: *m, Reason: err.Error()})
+				b.dead = append(b.dead, r.deadLetter(m, err.Error()))
 				continue
 			}
 			b.valid = append(b.valid, *m)
@@ -317,7 +327,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 
 	if len(lost) > 0 {
 		if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, lost) }); err != nil {
-			return r.settle(log, "ack lost", err)
+			return r.settle(log, "ack lost", err, nil)
 		}
 		r.cfg.Metrics.Lost(len(lost))
 		ids := make([]string, len(lost))
@@ -332,7 +342,11 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 	if len(dead) > 0 {
 		err := r.retry(ctx, "dead_letter", func(ctx context.Context) error { return r.cfg.Source.DeadLetter(ctx, dead) })
 		if err != nil {
-			if ferr := r.settle(log, "dead-letter", err); ferr != nil {
+			failed := make([]Message, len(dead))
+			for i := range dead {
+				failed[i] = dead[i].Message
+			}
+			if ferr := r.settle(log, "dead-letter", err, failed); ferr != nil {
 				return ferr
 			}
 		} else {
@@ -356,7 +370,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 		failpoint.Inject(failpoint.BeforeApply)
 		outcomes, err := r.apply(ctx, log, events, valid)
 		if err != nil {
-			return r.settle(log, "apply", err)
+			return r.settle(log, "apply", err, valid)
 		}
 		failpoint.Inject(failpoint.AfterApply)
 		applied := valid[:0:0]
@@ -372,8 +386,9 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 		}
 		if len(applied) > 0 {
 			if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, applied) }); err != nil {
-				return r.settle(log, "ack", err)
+				return r.settle(log, "ack", err, applied)
 			}
+			r.failures.forget(applied)
 		}
 		for o, n := range counts {
 			r.cfg.Metrics.Outcomes(o.String(), n)
@@ -391,11 +406,13 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 
 // settle decides what a failed step means for the loop: fatal errors stop
 // it; everything else (including the shutdown deadline) leaves the batch's
-// messages unacknowledged and lets the loop go on.
-func (r *Runner) settle(log *slog.Logger, step string, err error) error {
+// messages unacknowledged and lets the loop go on, remembering err as the
+// last failure of msgs, the messages the step left unacknowledged.
+func (r *Runner) settle(log *slog.Logger, step string, err error, msgs []Message) error {
 	if Classify(err) == Fatal {
 		return fmt.Errorf("%s: %w", step, err)
 	}
+	r.failures.record(msgs, fmt.Errorf("%s: %w", step, err))
 	log.Error(step+" failed; the batch's messages stay unacknowledged and will be delivered again", "err", err)
 	return nil
 }
@@ -424,6 +441,7 @@ func (r *Runner) apply(ctx context.Context, log *slog.Logger, events []event.Eve
 		if hi-lo == 1 {
 			log.Error("the index refused an event; it stays unacknowledged and will be retried, then dead-lettered",
 				"msg_id", msgs[lo].ID, "event_id", events[lo].ID, "deliveries", msgs[lo].Deliveries, "err", err)
+			r.failures.record(msgs[lo:hi], fmt.Errorf("the index refused the event: %w", err))
 			return nil
 		}
 		mid := (lo + hi) / 2

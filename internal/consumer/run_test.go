@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -421,6 +423,76 @@ func TestLeasesCoverPrefetchedBatch(t *testing.T) {
 		src.mu.Unlock()
 		if err := stop(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestDeadLetterCarriesLastError: a message the index refuses is
+// redelivered until it passes MaxDeliver; its dead letter then says the
+// last error this worker saw. A message whose earlier failures this worker
+// never saw says so and names its id for the logs.
+func TestDeadLetterCarriesLastError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newMemSource()
+		x := &memIndex{fail: func(events []event.Event) error {
+			for _, e := range events {
+				if e.ID == "e1" {
+					return redisError("WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string")
+				}
+			}
+			return nil
+		}}
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, MaxDeliver: 2})
+		for d := 1; d <= 3; d++ { // the source delivers m1 again, as a real one would
+			m := msg(1)
+			m.Deliveries = d
+			src.push(m)
+			time.Sleep(time.Second)
+		}
+		stranger := msg(2)
+		stranger.Deliveries = 7
+		src.push(stranger)
+		time.Sleep(time.Second)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		_, dead := src.state()
+		if len(dead) != 2 {
+			t.Fatalf("%d dead letters, want 2", len(dead))
+		}
+		if r := dead[0].Reason; !strings.Contains(r, "delivered 3 times") || !strings.Contains(r, "last error: the index refused the event: WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string") {
+			t.Errorf("reason %q, want the last error", r)
+		}
+		if r := dead[1].Reason; !strings.Contains(r, "this worker never failed it") || !strings.Contains(r, "msg_id m2") {
+			t.Errorf("reason %q, want it to say the failures were elsewhere", r)
+		}
+	})
+}
+
+// TestDeadLetterKeepsAPrefix: a dead letter keeps at most
+// DeadLetterMaxBytes of its payload, with the whole payload's size and
+// digest.
+func TestDeadLetterKeepsAPrefix(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, x := newMemSource(), &memIndex{}
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, DeadLetterMaxBytes: 10})
+		big := consumer.Message{ID: "big", Data: []byte(strings.Repeat("x", 100)), Deliveries: 1}
+		small := consumer.Message{ID: "small", Data: []byte("{"), Deliveries: 1}
+		src.push(big, small)
+		time.Sleep(time.Second)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		_, dead := src.state()
+		if len(dead) != 2 {
+			t.Fatalf("%d dead letters, want 2", len(dead))
+		}
+		sum := sha256.Sum256(big.Data)
+		if d := dead[0]; string(d.Data) != strings.Repeat("x", 10) || d.Size != 100 || d.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("big: data %q size %d sha %s, want its first 10 bytes, 100 and the digest of all", d.Data, d.Size, d.SHA256)
+		}
+		if d := dead[1]; string(d.Data) != "{" || d.Size != 1 {
+			t.Errorf("small: data %q size %d, want it whole", d.Data, d.Size)
 		}
 	})
 }

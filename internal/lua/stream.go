@@ -50,12 +50,16 @@ type DeadLetterEntry struct {
 	ContentType string // field ct
 	Reason      string // why it is dead-lettered, in words an operator can act on
 	Deliveries  int    // how many times it was delivered
+	Size        int    // the whole payload's size (Data may be its first bytes): field data_size
+	SHA256      string // the whole payload's hex SHA-256 digest: field data_sha256
 }
 
 // StreamDeadLetter moves entries of g's group to the dead-letter stream
 // deadLetters and acknowledges them, atomically. Each dead letter is a
 // stream entry with the fields data, ct, reason, original_id, deliveries,
-// stream, group, consumer and dead_lettered_at (nowMillis, Unix ms).
+// data_size, data_sha256, stream, group, consumer and dead_lettered_at
+// (nowMillis, Unix ms). With maxLen > 0 each XADD trims the dead-letter
+// stream to about maxLen entries (MAXLEN ~), dropping the oldest.
 // Entries no longer pending in the group (acknowledged meanwhile, e.g. by
 // a consumer that took them over) are skipped, so an entry is never
 // dead-lettered twice; it returns how many entries were moved.
@@ -64,21 +68,22 @@ type DeadLetterEntry struct {
 // absent (else a WRONGTYPE error) and that the group exists (else
 // NOGROUP); a failing call writes nothing.
 //
-// KEYS: g.Stream, deadLetters. ARGV: group, consumer, nowMillis, then per
-// entry its id, data, ct, reason and deliveries.
-func StreamDeadLetter(ctx context.Context, c redis.Scripter, g StreamGroup, deadLetters string, nowMillis int64, entries []DeadLetterEntry) (int, error) {
+// KEYS: g.Stream, deadLetters. ARGV: group, consumer, nowMillis, maxLen
+// (0: no trimming), then per entry its id, data, ct, reason, deliveries,
+// size and digest.
+func StreamDeadLetter(ctx context.Context, c redis.Scripter, g StreamGroup, deadLetters string, nowMillis, maxLen int64, entries []DeadLetterEntry) (int, error) {
 	if len(entries) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, 3+5*len(entries))
-	args = append(args, g.Group, g.Consumer, strconv.FormatInt(nowMillis, 10))
+	args := make([]any, 0, 4+7*len(entries))
+	args = append(args, g.Group, g.Consumer, strconv.FormatInt(nowMillis, 10), strconv.FormatInt(max(maxLen, 0), 10))
 	for i := range entries {
 		e := &entries[i]
 		data := e.Data
 		if data == nil {
 			data = []byte{} // go-redis writes nil as ""; be explicit
 		}
-		args = append(args, e.ID, data, e.ContentType, e.Reason, strconv.Itoa(e.Deliveries))
+		args = append(args, e.ID, data, e.ContentType, e.Reason, strconv.Itoa(e.Deliveries), strconv.Itoa(e.Size), e.SHA256)
 	}
 	n, err := streamDeadLetter.Run(ctx, c, []string{g.Stream, deadLetters}, args...).Int()
 	if err != nil {

@@ -2,10 +2,14 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
@@ -94,4 +98,119 @@ func TestRedisEntryWithDataTwice(t *testing.T) {
 	m := h.model
 	m.Apply(h2.events...)
 	e.checkIndex(m)
+}
+
+func TestRedisDeadLetterDetails(t *testing.T) {
+	t.Parallel()
+	testDeadLetterDetails(t, newOpsEnv(t, "redis", 0))
+}
+
+func TestNATSDeadLetterDetails(t *testing.T) {
+	t.Parallel()
+	testDeadLetterDetails(t, newOpsEnv(t, "nats", 2*time.Second))
+}
+
+// testDeadLetterDetails: what the dead letters keep and show. A msgpack
+// payload is listed in base64 with its content type; an oversized one
+// keeps its first --max-message-bytes (the default of
+// --dead-letter-max-bytes) with its size and digest, and requeueing it is
+// refused, naming it; requeueing an id that does not exist fails naming
+// it; an event the index refuses --max-deliver times carries the last
+// error in its dead letter. setup states the dead letters' retention.
+func testDeadLetterDetails(t *testing.T, o *opsEnv) {
+	ctx := context.Background()
+	if o.source == "nats" {
+		r := o.must("", o.args("setup", "--ack-wait", "2s", "--max-deliver", "5")...)
+		if !strings.Contains(r.Stderr, "dead-letter stream IDX_DLQ discards dead letters older than 720h0m0s (max_age) or beyond the newest 100000 (max_msgs)") {
+			t.Errorf("setup does not state the dead letters' retention:\n%s%s", r.Stdout, r.Stderr)
+		}
+	} else if r := o.must("", o.args("setup")...); !strings.Contains(r.Stdout, `dead letters go to "idx:events:dlq"; workers with --dead-letter-max-len 100000 keep about the newest 100000`) {
+		t.Errorf("setup does not state the dead letters' retention:\n%s", r.Stdout)
+	}
+	// A key of the wrong type where the refused event's entry goes.
+	if err := o.rdb.Set(ctx, "files:demo:t9:date=2024-01-15", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	refused := []byte(`{"v":1,"id":"refused-1","type":"file.created","time":1,"database":"demo","table":"t9","layer":"default",` +
+		`"path":"date=2024-01-15/hour=01/r1.1.parquet","size_bytes":1,"row_count":1,"chunk_time":1,"min_time":1,"max_time":1}`)
+	msgpack := []byte{0x81, 0xa1, 'v', 0x01} // {"v":1}: not an event
+	big := []byte(`{"v":1,"id":"` + strings.Repeat("x", 100_000) + `"}`)
+	o.publishRaw(refused, "json", "t9")
+	o.publishRaw(msgpack, "msgpack", "events")
+	o.publishRaw(big, "json", "events")
+	w := o.start("w1", nil, o.workerArgs("--max-deliver", "5")...)
+	waitFor(t, 2*time.Minute, "three dead letters", func() bool { return o.dlqCount() == 3 })
+
+	var list []map[string]any
+	o.jsonOut(&list, o.args("dlq", "list", "--format", "json")...)
+	if len(list) != 3 {
+		t.Fatalf("dlq list: %d dead letters, want 3", len(list))
+	}
+	byOriginalData := map[string]map[string]any{}
+	for _, d := range list {
+		switch {
+		case d["data_base64"] != nil:
+			byOriginalData["msgpack"] = d
+		case d["truncated"] == true:
+			byOriginalData["big"] = d
+		default:
+			byOriginalData["refused"] = d
+		}
+	}
+	wantCT := map[string]string{"redis": "msgpack", "nats": "application/msgpack"}[o.source]
+	if d := byOriginalData["msgpack"]; d == nil || d["data_base64"] != base64.StdEncoding.EncodeToString(msgpack) || d["content_type"] != wantCT || d["data"] != nil {
+		t.Errorf("msgpack dead letter %v, want its payload in base64 with content type %s", d, wantCT)
+	}
+	sum := sha256.Sum256(big)
+	d := byOriginalData["big"]
+	if data, _ := d["data"].(string); d == nil || len(data) != 65536 || data != string(big[:65536]) || d["data_size"] != float64(len(big)) ||
+		d["data_sha256"] != hex.EncodeToString(sum[:]) {
+		t.Errorf("oversized dead letter: %d bytes kept, size %v, sha256 %v; want its first 65536 bytes, %d and %x",
+			len(data), d["data_size"], d["data_sha256"], len(big), sum)
+	}
+	if r, _ := byOriginalData["refused"]["reason"].(string); !strings.Contains(r, "delivered 6 times") || !strings.Contains(r, "last error: the index refused the event") ||
+		!strings.Contains(r, "WRONGTYPE") {
+		t.Errorf("max-deliver dead letter reason %q, want the last error", r)
+	}
+	if o.source == "redis" {
+		if n := o.rdb.XLen(ctx, dlq).Val(); n != 3 {
+			t.Errorf("%d dead letters in the stream", n)
+		}
+	}
+
+	bigID, _ := d["id"].(string)
+	r := o.indexer("", o.args("dlq", "requeue", "--id", bigID)...)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "refused truncated dead letter "+bigID) || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+		t.Errorf("requeue of a truncated dead letter: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	missing := map[string]string{"redis": "1-1", "nats": "999999"}[o.source]
+	r = o.indexer("", o.args("dlq", "requeue", "--id", missing)...)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "dead letter "+missing+" not in") {
+		t.Errorf("requeue of a missing id: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if n := o.dlqCount(); n != 3 {
+		t.Errorf("%d dead letters after the refused requeues, want 3", n)
+	}
+	if !w.alive() {
+		t.Error("the worker exited")
+	}
+}
+
+// publishRaw publishes data as it is, with content type ct (json or
+// msgpack), to the events stream (NATS: on idx.events.demo.<table>).
+func (o *opsEnv) publishRaw(data []byte, ct, table string) {
+	o.t.Helper()
+	ctx := context.Background()
+	if o.source == "redis" {
+		if err := o.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", data, "ct", ct}}).Err(); err != nil {
+			o.t.Fatal(err)
+		}
+		return
+	}
+	m := nats.NewMsg("idx.events.demo." + table)
+	m.Data = data
+	m.Header.Set("Content-Type", "application/"+ct)
+	if _, err := o.js().PublishMsg(ctx, m); err != nil {
+		o.t.Fatal(err)
+	}
 }

@@ -181,7 +181,7 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 	}
 	pctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	var reason, seq, subject, deliveries, ct, msgID [1]string
+	var reason, seq, subject, deliveries, ct, msgID, size, sha [1]string
 	err := publishAll(pctx, s.js, len(msgs), defaultMaxInFlight, s.cfg.RequestTimeout, func(i int, m *nats.Msg) error {
 		d := &msgs[i]
 		if _, ok := d.Handle.(msgHandle); !ok {
@@ -193,6 +193,9 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 		deliveries[0], msgID[0] = strconv.Itoa(d.Deliveries), "dlq-"+s.cfg.Stream+"-"+d.ID
 		m.Header[HeaderReason], m.Header[HeaderOriginalSeq], m.Header[HeaderOriginalSubject] = reason[:], seq[:], subject[:]
 		m.Header[HeaderDeliveries], m.Header[natsjs.MsgIDHeader] = deliveries[:], msgID[:]
+		n, digest := d.Payload()
+		size[0], sha[0] = strconv.Itoa(n), digest
+		m.Header[HeaderDataSize], m.Header[HeaderDataSHA256] = size[:], sha[:]
 		if d.ContentType != "" {
 			ct[0] = headerValue(d.ContentType)
 			m.Header[HeaderContentType] = ct[:]

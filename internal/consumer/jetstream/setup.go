@@ -18,6 +18,10 @@ const (
 	DefaultConsumer         = "indexer"
 	DefaultSubjectPrefix    = "idx.events"
 	DefaultDeadLetterPrefix = "idx.dlq"
+	// DefaultDeadLetterMaxAge and DefaultDeadLetterMaxMsgs are the
+	// retention of the dead-letter stream Setup creates.
+	DefaultDeadLetterMaxAge  = 30 * 24 * time.Hour
+	DefaultDeadLetterMaxMsgs = 100_000
 )
 
 // SetupConfig describes the streams and the durable consumer Setup
@@ -61,6 +65,13 @@ type SetupConfig struct {
 	// MaxMsgs caps the events stream's message count, like MaxBytes.
 	// Zero or negative: unlimited (default).
 	MaxMsgs int64
+	// DeadLetterMaxAge and DeadLetterMaxMsgs are the retention of a
+	// dead-letter stream Setup creates: dead letters older than
+	// DeadLetterMaxAge, or beyond the newest DeadLetterMaxMsgs, are
+	// discarded. Negative: no limit. Defaults 30 days and 100,000. An
+	// existing dead-letter stream keeps its limits (Setup reports them).
+	DeadLetterMaxAge  time.Duration
+	DeadLetterMaxMsgs int64
 	// Duplicates is the publish de-duplication window: a message whose
 	// Nats-Msg-Id was already stored within it is stored once. Default 2 min.
 	Duplicates time.Duration
@@ -116,6 +127,18 @@ func (c *SetupConfig) setDefaults() error {
 	if c.Duplicates == 0 {
 		c.Duplicates = 2 * time.Minute
 	}
+	switch {
+	case c.DeadLetterMaxAge == 0:
+		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge
+	case c.DeadLetterMaxAge < 0:
+		c.DeadLetterMaxAge = 0 // the server's "unlimited"
+	}
+	switch {
+	case c.DeadLetterMaxMsgs == 0:
+		c.DeadLetterMaxMsgs = DefaultDeadLetterMaxMsgs
+	case c.DeadLetterMaxMsgs < 0:
+		c.DeadLetterMaxMsgs = -1
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
@@ -160,9 +183,9 @@ func (c *SetupConfig) deadLetterStream() natsjs.StreamConfig {
 		Retention:         natsjs.LimitsPolicy,
 		Storage:           natsjs.FileStorage,
 		Discard:           natsjs.DiscardOld,
-		MaxAge:            0, // dead letters wait for an operator
+		MaxAge:            c.DeadLetterMaxAge,
 		MaxBytes:          -1,
-		MaxMsgs:           -1,
+		MaxMsgs:           c.DeadLetterMaxMsgs,
 		MaxMsgsPerSubject: -1,
 		Duplicates:        c.Duplicates, // a retried dead-letter publish (Nats-Msg-Id dlq-<stream>-<seq>) is stored once
 		Replicas:          c.Replicas,
@@ -252,7 +275,7 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created b
 	if err != nil {
 		return false, warnings, err
 	}
-	warnings = append(warnings, discardWarnings(dlq, "nobody has looked at yet")...)
+	warnings = append(warnings, deadLetterRetention(dlq)...)
 
 	want := cfg.consumer()
 	c3 := false
@@ -383,6 +406,26 @@ func limit(n int64) string {
 		return "unlimited"
 	}
 	return fmt.Sprint(n)
+}
+
+// deadLetterRetention says how long the dead-letter stream keeps dead
+// letters, or nothing if it keeps them until an operator removes them.
+func deadLetterRetention(c natsjs.StreamConfig) []string {
+	var limits []string
+	if c.MaxAge > 0 {
+		limits = append(limits, "older than "+c.MaxAge.String()+" (max_age)")
+	}
+	if c.MaxBytes > 0 {
+		limits = append(limits, fmt.Sprintf("beyond %d bytes (max_bytes)", c.MaxBytes))
+	}
+	if c.MaxMsgs > 0 {
+		limits = append(limits, fmt.Sprintf("beyond the newest %d (max_msgs)", c.MaxMsgs))
+	}
+	if len(limits) == 0 || c.Discard != natsjs.DiscardOld {
+		return nil
+	}
+	return []string{fmt.Sprintf("dead-letter stream %s discards dead letters %s: look at them with 'indexer dlq list' and requeue or purge them before",
+		c.Name, strings.Join(limits, " or "))}
 }
 
 // discardWarnings lists the limits under which a stream with discard

@@ -49,6 +49,9 @@ const (
 	// DeadLetterSuffix is appended to the stream's name to name its
 	// default dead-letter stream.
 	DeadLetterSuffix = ":dlq"
+	// DefaultDeadLetterMaxLen is how many dead letters the dead-letter
+	// stream keeps by default (about: MAXLEN ~).
+	DefaultDeadLetterMaxLen = 100_000
 )
 
 // Config configures a Source. Zero fields mean the defaults; New validates
@@ -65,6 +68,10 @@ type Config struct {
 	// DeadLetterStream is the key of the stream dead letters are added
 	// to; it must differ from Stream. Default Stream + ":dlq".
 	DeadLetterStream string
+	// DeadLetterMaxLen is the dead-letter stream's retention: each dead
+	// letter added trims it to about this many entries (XADD MAXLEN ~),
+	// the oldest first. Negative: no limit. Default DefaultDeadLetterMaxLen.
+	DeadLetterMaxLen int64
 	// ClaimMinIdle is the lease of a delivered entry: entries of any
 	// consumer (this one included) idle longer than this are claimed and
 	// delivered again. Extend renews the lease; ExtendEvery is a third of
@@ -179,6 +186,12 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.DeadLetterStream == "" {
 		cfg.DeadLetterStream = cfg.Stream + DeadLetterSuffix
+	}
+	switch {
+	case cfg.DeadLetterMaxLen == 0:
+		cfg.DeadLetterMaxLen = DefaultDeadLetterMaxLen
+	case cfg.DeadLetterMaxLen < 0:
+		cfg.DeadLetterMaxLen = 0 // no MAXLEN
 	}
 	if cfg.DeadLetterStream == cfg.Stream {
 		return fmt.Errorf("redisstream: dead-letter stream %q must differ from the stream", cfg.DeadLetterStream)
@@ -399,8 +412,10 @@ func (s *Source) Ack(ctx context.Context, msgs []consumer.Message) error {
 // DeadLetter moves msgs to the dead-letter stream and acknowledges them,
 // atomically, in one script call: each becomes an entry of
 // DeadLetterStream with the fields data, ct, reason, original_id,
-// deliveries, stream, group, consumer and dead_lettered_at (Unix ms). A
-// failed call moves and acknowledges nothing. Entries no longer pending
+// deliveries, data_size and data_sha256 (of the whole payload, which data
+// may hold only the first bytes of), stream, group, consumer and
+// dead_lettered_at (Unix ms); the dead-letter stream is trimmed to about
+// DeadLetterMaxLen entries. A failed call moves and acknowledges nothing. Entries no longer pending
 // (acknowledged meanwhile by a consumer that took them over) are skipped,
 // so nothing is dead-lettered twice. Lost messages have nothing to move:
 // they are only acknowledged.
@@ -417,12 +432,13 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 			lost = append(lost, m.Message)
 			continue
 		}
+		size, sha := m.Payload()
 		entries = append(entries, lua.DeadLetterEntry{
-			ID: m.ID, Data: m.Data, ContentType: m.ContentType, Reason: m.Reason, Deliveries: m.Deliveries,
+			ID: m.ID, Data: m.Data, ContentType: m.ContentType, Reason: m.Reason, Deliveries: m.Deliveries, Size: size, SHA256: sha,
 		})
 		ids = append(ids, m.ID)
 	}
-	moved, err := lua.StreamDeadLetter(ctx, s.c, s.g, s.cfg.DeadLetterStream, s.now().UnixMilli(), entries)
+	moved, err := lua.StreamDeadLetter(ctx, s.c, s.g, s.cfg.DeadLetterStream, s.now().UnixMilli(), s.cfg.DeadLetterMaxLen, entries)
 	if err != nil {
 		return s.wrap("", err)
 	}

@@ -2,6 +2,8 @@ package redisstream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -86,7 +88,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Stream: "idx:events", Group: "indexer", Consumer: "a", DeadLetterStream: "idx:events:dlq",
+	want := Config{Stream: "idx:events", Group: "indexer", Consumer: "a", DeadLetterStream: "idx:events:dlq", DeadLetterMaxLen: 100_000,
 		ClaimMinIdle: time.Minute, ClaimEvery: 15 * time.Second, MaxBlock: 250 * time.Millisecond, DeadConsumerIdle: time.Hour}
 	got := s.cfg
 	got.Logger = nil
@@ -282,8 +284,10 @@ func TestDeadLetterEntry(t *testing.T) {
 		t.Errorf("dead_lettered_at %d, want about %d", at, before)
 	}
 	delete(xs[0].Values, "dead_lettered_at")
+	sum := sha256.Sum256(msgpack)
 	want := map[string]any{"data": string(msgpack), "ct": "msgpack", "reason": "invalid event: field v: bad",
-		"original_id": ids[0], "deliveries": "1", "stream": g.stream, "group": g.grp, "consumer": "w1"}
+		"original_id": ids[0], "deliveries": "1", "stream": g.stream, "group": g.grp, "consumer": "w1",
+		"data_size": "4", "data_sha256": hex.EncodeToString(sum[:])}
 	if fmt.Sprint(xs[0].Values) != fmt.Sprint(want) {
 		t.Errorf("dead letter fields\n %v\nwant\n %v", xs[0].Values, want)
 	}
@@ -650,5 +654,42 @@ func TestScriptFlush(t *testing.T) {
 		if err := step.run(); err != nil {
 			t.Errorf("%s after SCRIPT FLUSH: %v", step.name, err)
 		}
+	}
+}
+
+// TestDeadLetterRetention: a dead letter keeps the prefix and the whole
+// payload's size and digest the loop gave it (DeadLetters reports it
+// truncated), and the dead-letter stream is trimmed to about
+// DeadLetterMaxLen entries, the oldest first.
+func TestDeadLetterRetention(t *testing.T) {
+	ctx := context.Background()
+	g := newGroup(t, time.Minute)
+	g.publish(t, raws(300)...)
+	cfg := g.config("a")
+	cfg.DeadLetterMaxLen = 10
+	s, err := New(g.c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fetchAll(t, s, 300, 5*time.Second)
+	dead := make([]consumer.DeadLetter, len(got))
+	for i, m := range got {
+		dead[i] = consumer.DeadLetter{Message: m, Reason: "bad", Size: 1000, SHA256: "abc"}
+	}
+	for i := 0; i < len(dead); i += 50 {
+		if err := s.DeadLetter(ctx, dead[i:i+50]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := g.c.XLen(ctx, g.dlq).Val(); n < 10 || n >= 300 {
+		t.Errorf("the dead-letter stream holds %d entries, want about 10 (MAXLEN ~)", n)
+	}
+	list, err := DeadLetters(ctx, g.c, g.dlq, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := list[len(list)-1]
+	if last.OriginalID != got[299].ID || last.Size != 1000 || last.SHA256 != "abc" || !last.Truncated() {
+		t.Errorf("newest dead letter %+v, want %s, size 1000, truncated", last, got[299].ID)
 	}
 }
