@@ -5,8 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
@@ -89,11 +92,36 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		}
 		log = log.With("source", so.source, "stream", so.stream, "group", so.group, "consumer", wo.consumer)
 
-		x, rc, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000})
+		// --shutdown-timeout bounds the whole shutdown, from SIGINT/SIGTERM
+		// to exit: at that deadline the connections are closed, which ends
+		// any call still waiting on a server (go-redis does not give up a
+		// blocked read when its context is cancelled).
+		deadline, stopDeadline := consumer.AfterDone(ctx, wo.shutdownTimeout)
+		defer stopDeadline()
+		defer exitAfter(deadline, shutdownMargin, log)()
+
+		// /healthz answers from the start, /readyz once batches flow.
+		metrics := telemetry.NewMetrics(so.source)
+		stopMetrics, err := serveMetrics(wo.metricsAddr, metrics, deadline, log)
 		if err != nil {
 			return err
 		}
+		defer stopMetrics()
+
+		// The servers may not be up yet (an orchestrator starts everything
+		// at once): wait for them, not ready meanwhile.
+		await := consumer.AwaitConfig{Logger: log, Retryable: retryableAtStart}
+		var x *index.Index
+		var rc *redis.Client
+		err = consumer.Await(ctx, await, "Redis at "+redisHost(ro.url), func(ctx context.Context) (err error) {
+			x, rc, err = ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000})
+			return err
+		})
+		if err != nil {
+			return stoppedEarly(ctx, err, log)
+		}
 		defer rc.Close()
+		context.AfterFunc(deadline, func() { rc.Close() })
 		defer startPublisher(ctx, qo, x, log)()
 
 		var src consumer.Source
@@ -107,43 +135,40 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			}
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc, so.stream) }
 		case sourceNATS:
-			_, js, closeNATS, err := no.connect(log, "indexer "+wo.consumer)
-			if err != nil {
+			var nc *nats.Conn
+			var js natsjs.JetStream
+			var closeNATS func()
+			connect := func(context.Context) (err error) {
+				nc, js, closeNATS, err = no.connect(log, "indexer "+wo.consumer)
 				return err
+			}
+			if no.embeddedDir != "" {
+				err = connect(ctx) // this process's own server
+			} else {
+				err = consumer.Await(ctx, await, "NATS at "+jetstream.RedactURL(no.url), connect)
+			}
+			if err != nil {
+				return stoppedEarly(ctx, err, log)
 			}
 			// The embedded server is stopped only after the worker drained.
 			defer closeNATS()
+			context.AfterFunc(deadline, nc.Close)
 			if no.embeddedDir != "" {
 				if err := embeddedSetup(ctx, js, so, wo, *ackWait, log); err != nil {
 					return err
 				}
 			}
-			if src, err = jetstream.New(ctx, js, jetstream.Config{Stream: so.stream, Consumer: so.group, Logger: log}); err != nil {
+			err = consumer.Await(ctx, await, "NATS consumer "+so.group+" of stream "+so.stream, func(ctx context.Context) (err error) {
+				src, err = jetstream.New(ctx, js, jetstream.Config{Stream: so.stream, Consumer: so.group, Logger: log})
 				return err
+			})
+			if err != nil {
+				return stoppedEarly(ctx, explainRun(err, so), log)
 			}
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return jetstream.Oldest(ctx, js, so.stream) }
 		}
 		defer src.Close()
 		defer startGC(ctx, gco, x, rc, oldest, log)()
-
-		metrics := telemetry.NewMetrics(so.source)
-		var wg sync.WaitGroup
-		srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
-		defer func() { stopSrv(); wg.Wait() }()
-		if wo.metricsAddr != "" {
-			srv, err := telemetry.Listen(wo.metricsAddr, metrics.Handler())
-			if err != nil {
-				return fmt.Errorf("--metrics-addr %s: %v (pick another address, or 127.0.0.1:0 for any free port)", wo.metricsAddr, err)
-			}
-			log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr())
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := srv.Serve(srvCtx, log); err != nil {
-					log.Error("metrics server", "err", err)
-				}
-			}()
-		}
 
 		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
 		if wo.deadLetterBytes == 0 {

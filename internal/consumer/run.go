@@ -125,31 +125,20 @@ func New(cfg Config) (*Runner, error) {
 
 // Run consumes until ctx is done or a fatal error. On ctx done it stops
 // fetching, finishes the batches already fetched (acknowledging what was
-// applied) within ShutdownTimeout, and returns nil; if the deadline cuts a
-// batch short, its messages stay unacknowledged (they will be delivered
-// again) and Run says so. A fatal error (see Classify) is returned.
+// applied) within ShutdownTimeout, and returns nil. If the deadline cuts a
+// batch short, its messages stay unacknowledged — they will be delivered
+// again, so nothing is lost — Run logs so and still returns nil; it returns
+// within ShutdownTimeout if the Source and Index calls in flight return
+// once their context is done (a program whose clients may not, closes them
+// at the deadline: see AfterDone). A fatal error (see Classify) is
+// returned.
 //
 // While a batch is applied, the next one is fetched.
 func (r *Runner) Run(ctx context.Context) error {
 	// Batches already fetched are finished under their own context, which
 	// ends ShutdownTimeout after ctx does.
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pctx, cancel := AfterDone(ctx, r.cfg.ShutdownTimeout)
 	defer cancel()
-	var timer *time.Timer
-	var mu sync.Mutex
-	stopAfter := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		timer = time.AfterFunc(r.cfg.ShutdownTimeout, cancel)
-		mu.Unlock()
-	})
-	defer func() {
-		stopAfter()
-		mu.Lock()
-		if timer != nil {
-			timer.Stop()
-		}
-		mu.Unlock()
-	}()
 
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
@@ -192,7 +181,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		err = fetchErr
 	}
 	if err == nil && pctx.Err() != nil {
-		err = fmt.Errorf("shutdown timeout %s passed with a batch in flight; its messages were not acknowledged and will be delivered again", r.cfg.ShutdownTimeout)
+		r.log.Warn("the shutdown timeout passed with a batch in flight: its messages were not acknowledged and will be delivered again (nothing acknowledged was lost)",
+			"shutdown_timeout", r.cfg.ShutdownTimeout)
 	}
 	return err
 }

@@ -33,7 +33,13 @@ func natsWorkerArgs(extra ...string) []string { return append([]string{"--source
 // consumerState reads the durable consumer's unread and unacknowledged
 // message counts.
 func (e *natsEnv) consumerState() (pending uint64, ackPending int, err error) {
-	nc, err := nats.Connect(e.nats.ClientURL(), nats.Timeout(2*time.Second))
+	return natsConsumerState(e.nats.ClientURL())
+}
+
+// natsConsumerState reads the unread and unacknowledged message counts of
+// the durable consumer of the NATS server at url.
+func natsConsumerState(url string) (pending uint64, ackPending int, err error) {
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
 	if err != nil {
 		return 0, 0, err
 	}

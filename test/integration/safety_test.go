@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,5 +215,157 @@ func (o *opsEnv) publishRaw(data []byte, ct, table string) {
 	m.Header.Set("Content-Type", "application/"+ct)
 	if _, err := o.js().PublishMsg(ctx, m); err != nil {
 		o.t.Fatal(err)
+	}
+}
+
+// TestRedisShutdownWhileRedisHangs: Redis is SIGSTOPped while a worker
+// applies a batch, and the worker is told to stop with --shutdown-timeout
+// 2s: it exits (long before a generous bound; go-redis alone would wait
+// out its read timeouts and retries), with code 0 since nothing
+// acknowledged is lost, saying the batch was left unacknowledged. Once
+// Redis runs again another worker applies it.
+func TestRedisShutdownWhileRedisHangs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testserver.RedisConfig{})
+	e.must("", "setup", "--source", "redis")
+	h := e.publish(300, 41)
+	w := e.start("w1", []string{"INDEXER_FAILPOINT=before-apply-stall:1", "INDEXER_FAILPOINT_STALL=1s"},
+		redisWorkerArgs("--shutdown-timeout", "2s")...)
+	w.waitLog(t, "failpoint: before-apply: stalling", time.Minute)
+	if err := e.redis.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	w.signal(t, syscall.SIGTERM)
+	code := w.exitCode(t, 30*time.Second)
+	if err := e.redis.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d, want 0: nothing acknowledged was lost", code)
+	}
+	w.waitLog(t, "the shutdown timeout passed with a batch in flight", time.Second)
+	e.start("w2", nil, redisWorkerArgs()...)
+	e.waitRedisDrained(stream, group, 2*time.Minute)
+	e.checkIndex(h.model)
+}
+
+// TestRedisShutdownDuringReadOnlyRetries: Redis turns read-only (a
+// replica) while a worker is about to apply a batch; the worker retries
+// READONLY, and told to stop with --shutdown-timeout 2s it exits 0, the
+// batch unacknowledged. Once Redis is writable another worker applies it.
+func TestRedisShutdownDuringReadOnlyRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testserver.RedisConfig{})
+	ctx := context.Background()
+	e.must("", "setup", "--source", "redis")
+	h := e.publish(300, 42)
+	w := e.start("w1", []string{"INDEXER_FAILPOINT=before-apply-stall:1", "INDEXER_FAILPOINT_STALL=1s"},
+		redisWorkerArgs("--shutdown-timeout", "2s")...)
+	w.waitLog(t, "failpoint: before-apply: stalling", time.Minute)
+	// A replica of a master that does not exist refuses every write.
+	if err := e.rdb.Do(ctx, "REPLICAOF", "127.0.0.1", freePort(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitLog(t, "READONLY", time.Minute)
+	w.signal(t, syscall.SIGTERM)
+	if code := w.exitCode(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d, want 0: nothing acknowledged was lost", code)
+	}
+	w.waitLog(t, "the shutdown timeout passed with a batch in flight", time.Second)
+	if err := e.rdb.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.start("w2", nil, redisWorkerArgs()...)
+	e.waitRedisDrained(stream, group, 2*time.Minute)
+	e.checkIndex(h.model)
+}
+
+// TestRedisWorkerStartsBeforeRedis: a worker started while Redis is down
+// does not exit: it serves /healthz (200) and /readyz (503), logs one line
+// per attempt at growing intervals, and indexes the events once Redis is
+// up.
+func TestRedisWorkerStartsBeforeRedis(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testserver.RedisConfig{AOF: true})
+	e.must("", "setup", "--source", "redis")
+	h := e.publish(500, 43)
+	if err := e.redis.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	w := e.start("w1", nil, redisWorkerArgs()...)
+	waitStartupRetries(t, w)
+	if err := e.redis.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRedisDrained(stream, group, 2*time.Minute)
+	e.checkIndex(h.model)
+	waitFor(t, time.Minute, "/readyz to say ready", func() bool { return w.ready(t) })
+}
+
+// TestNATSWorkerStartsBeforeNATS: the same with a NATS server that is
+// down when the worker starts.
+func TestNATSWorkerStartsBeforeNATS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testserver.RedisConfig{})
+	ns := testserver.StartNATSProcess(t, natsBin)
+	e.vars = append(e.vars, "INDEXER_NATS_URL="+ns.ClientURL(), "INDEXER_SOURCE=nats")
+	e.must("", "setup")
+	h := e.publish(500, 44)
+	ns.Kill()
+	w := e.start("w1", nil, natsWorkerArgs()...)
+	waitStartupRetries(t, w)
+	if err := ns.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "the consumer drained", func() bool {
+		pending, ackPending, err := natsConsumerState(ns.ClientURL())
+		return err == nil && pending == 0 && ackPending == 0
+	})
+	e.checkIndex(h.model)
+	waitFor(t, time.Minute, "/readyz to say ready", func() bool { return w.ready(t) })
+}
+
+// waitStartupRetries waits until a worker waiting for its server logged
+// three attempts, at growing intervals, and checks that it is alive, up
+// (/healthz) and not ready (/readyz).
+func waitStartupRetries(t *testing.T, w *worker) {
+	t.Helper()
+	var waits []time.Duration
+	waitFor(t, 2*time.Minute, "three start-up attempts logged", func() bool {
+		waits = waits[:0]
+		b, _ := os.ReadFile(w.logPath)
+		for _, line := range strings.Split(string(b), "\n") {
+			var rec struct {
+				Msg     string `json:"msg"`
+				RetryIn any    `json:"retry_in"` // nanoseconds, or a duration string
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && strings.HasSuffix(rec.Msg, "not reachable yet; retrying") {
+				var d time.Duration
+				switch v := rec.RetryIn.(type) {
+				case float64:
+					d = time.Duration(v)
+				case string:
+					d, _ = time.ParseDuration(v)
+				}
+				waits = append(waits, d)
+			}
+		}
+		return len(waits) >= 3
+	})
+	if !(waits[0] < waits[1] && waits[1] < waits[2]) {
+		t.Errorf("waits between attempts %v, want growing", waits[:3])
+	}
+	if !w.alive() {
+		t.Fatal("the worker exited while its server was down")
+	}
+	w.metric(t, "go_goroutines") // waits for the metrics address
+	w.mu.Lock()
+	addr := w.metricsAddr
+	w.mu.Unlock()
+	if !http2xx("http://" + addr + "/healthz") {
+		t.Error("/healthz is not 200 while the worker waits for its server")
+	}
+	if w.ready(t) {
+		t.Error("/readyz says ready while the worker waits for its server")
 	}
 }
