@@ -289,10 +289,20 @@ func (s *Source) Fetch(ctx context.Context, max int, wait time.Duration) ([]cons
 // counts the group's reads (see lua.StreamInitReadCounter), so entries
 // trimmed before any worker read them show in the group's lag and Trimmed
 // counts them.
+//
+// A missing group is an error; a refused command (a worker ACL without
+// +xgroup|setid) is logged, and the worker reads on without it.
 func (s *Source) countReads(ctx context.Context) error {
 	set, err := lua.StreamInitReadCounter(ctx, s.c, s.cfg.Stream, s.cfg.Group)
 	if err != nil {
-		return s.wrap("", err)
+		err = s.wrap("", err)
+		if errors.Is(err, consumer.ErrGroupMissing) || consumer.Classify(err) != consumer.Fatal {
+			return err
+		}
+		s.log.Error("cannot give the group a read counter; entries trimmed before the group's first read will not be counted (a refused command: grant the worker's Redis user +xgroup|setid, see README, Security)",
+			"err", err)
+		s.counting = true
+		return nil
 	}
 	if set {
 		s.log.Info("the group had read nothing and had no read counter; set it to 0, so entries trimmed before they are read are counted")

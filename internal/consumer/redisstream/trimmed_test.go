@@ -2,11 +2,14 @@ package redisstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/streamindex/indexer/internal/consumer"
 )
 
 // TestTrimmedBeforeFirstRead: entries trimmed from the stream before the
@@ -89,4 +92,42 @@ func setupAtSecond(g *group) error {
 	}
 	_, _, err = Setup(context.Background(), g.c, g.stream, g.grp, xs[1].ID)
 	return err
+}
+
+// TestReadCounterRefused: a worker whose Redis user may not run XGROUP
+// SETID (an ACL from before it was needed) still reads, and says what to
+// grant; a missing group still stops it.
+func TestReadCounterRefused(t *testing.T) {
+	ctx := context.Background()
+	g := newGroup(t, time.Minute)
+	if err := g.c.XGroupDestroy(ctx, g.stream, g.grp).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.c.XGroupCreate(ctx, g.stream, g.grp, "0").Err(); err != nil { // no read counter
+		t.Fatal(err)
+	}
+	g.publish(t, raws(2)...)
+	user := fmt.Sprintf("nosetid%d", testSeq.Add(1))
+	if err := g.c.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~*", "+@all", "-xgroup|setid").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.c.Do(context.Background(), "ACL", "DELUSER", user) })
+	c := redis.NewClient(&redis.Options{Addr: server.Addr(), Username: user, Password: "pw"})
+	t.Cleanup(func() { c.Close() })
+	s, err := New(c, g.config("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchAll(t, s, 2, 5*time.Second); len(got) != 2 {
+		t.Fatalf("fetched %d", len(got))
+	}
+	cfg := g.config("b")
+	cfg.Group = "nope"
+	missing, err := New(g.c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := missing.Fetch(ctx, 10, 10*time.Millisecond); !errors.Is(err, consumer.ErrGroupMissing) {
+		t.Errorf("a missing group: %v, want ErrGroupMissing", err)
+	}
 }
