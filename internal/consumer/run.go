@@ -81,6 +81,12 @@ type Runner struct {
 	// failures are the last errors of messages left for redelivery, for
 	// their dead letter after MaxDeliver deliveries.
 	failures failures
+
+	// fetchFailing and stepFailing say whether the fetch goroutine, and
+	// the processor (apply, ack, dead-letter), are retrying a failure: the
+	// worker is ready only when neither is (see setReady).
+	readyMu                   sync.Mutex
+	fetchFailing, stepFailing bool
 }
 
 // New validates cfg and returns a Runner.
@@ -199,7 +205,7 @@ func (r *Runner) fetchLoop(ctx context.Context, out chan<- *sorted) error {
 		}
 		if err == nil {
 			bo.Reset()
-			r.cfg.Metrics.SetReady(true)
+			r.setReady(&r.fetchFailing, false)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -210,7 +216,7 @@ func (r *Runner) fetchLoop(ctx context.Context, out chan<- *sorted) error {
 		if class == Fatal {
 			return fmt.Errorf("fetch: %w", err)
 		}
-		r.cfg.Metrics.SetReady(false)
+		r.setReady(&r.fetchFailing, true)
 		wait := bo.NextBackOff()
 		r.log.Warn("fetch failed; retrying", "err", err, "class", class.String(), "retry_in", wait)
 		if !sleep(ctx, wait) {
@@ -451,7 +457,7 @@ func (r *Runner) retry(ctx context.Context, step string, fn func(context.Context
 	for {
 		err := fn(ctx)
 		if err == nil {
-			r.cfg.Metrics.SetReady(true)
+			r.setReady(&r.stepFailing, false)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -462,13 +468,24 @@ func (r *Runner) retry(ctx context.Context, step string, fn func(context.Context
 		if class != Retry {
 			return err
 		}
-		r.cfg.Metrics.SetReady(false)
+		r.setReady(&r.stepFailing, true)
 		wait := bo.NextBackOff()
 		r.log.Warn(step+" failed; retrying", "err", err, "retry_in", wait)
 		if !sleep(ctx, wait) {
 			return err
 		}
 	}
+}
+
+// setReady records whether one side of the loop (fetching, or applying
+// and acknowledging) is failing, and reports the worker ready only while
+// neither is: a NATS worker still fetching while Redis refuses every
+// batch is not ready.
+func (r *Runner) setReady(side *bool, failing bool) {
+	r.readyMu.Lock()
+	defer r.readyMu.Unlock()
+	*side = failing
+	r.cfg.Metrics.SetReady(!r.fetchFailing && !r.stepFailing)
 }
 
 func (r *Runner) backoff() *backoff.ExponentialBackOff {

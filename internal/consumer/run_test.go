@@ -495,3 +495,41 @@ func TestDeadLetterKeepsAPrefix(t *testing.T) {
 		}
 	})
 }
+
+// TestNotReadyWhileApplyFails: the worker stays not ready while every
+// apply fails, even though fetching from the source works meanwhile (a
+// NATS worker whose Redis is busy).
+func TestNotReadyWhileApplyFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newMemSource()
+		failing := true
+		var mu sync.Mutex
+		x := &memIndex{fail: func([]event.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if failing {
+				return redisError("BUSY Redis is busy running a script")
+			}
+			return nil
+		}}
+		m := telemetry.NewMetrics("test")
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, Metrics: m, PollWait: 100 * time.Millisecond})
+		defer stop()
+		src.push(msgs(0, 3)...)
+		for range 50 { // many polls of the source, all fine
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+			if m.Ready() {
+				t.Fatal("ready while every apply fails")
+			}
+		}
+		mu.Lock()
+		failing = false
+		mu.Unlock()
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		if !m.Ready() {
+			t.Fatal("not ready after the applies succeed again")
+		}
+	})
+}

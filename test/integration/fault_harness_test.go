@@ -8,6 +8,7 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -64,16 +65,19 @@ type fenv struct {
 	pubNATS *jetstream.Publisher
 	pubRds  *redisstream.Publisher
 
-	mu       sync.Mutex
-	model    *synth.Model // what the distinct valid events published give
-	sent     int          // messages published: valid, duplicates and poison
-	poison   [][]byte     // payloads published that must end as dead letters
-	workers  []*worker
-	faults   atomic.Int64   // faults the test injected (proxy faults are added by the checker)
-	kinds    map[string]int // faults by kind, for the log
-	midLost  atomic.Int64   // acknowledged events found not in effect while the workers ran
-	nameSeq  atomic.Int64
-	drainFor time.Duration // the last drain's duration
+	mu     sync.Mutex
+	model  *synth.Model // what the distinct valid events published give
+	sent   int          // messages published: valid, duplicates and poison
+	poison [][]byte     // payloads published that must end as dead letters
+	// unconfirmed are poison payloads (by digest) whose Redis publish
+	// failed: a retry first looks whether the entry was stored anyway.
+	unconfirmed map[[32]byte]bool
+	workers     []*worker
+	faults      atomic.Int64   // faults the test injected (proxy faults are added by the checker)
+	kinds       map[string]int // faults by kind, for the log
+	midLost     atomic.Int64   // acknowledged events found not in effect while the workers ran
+	nameSeq     atomic.Int64
+	drainFor    time.Duration // the last drain's duration
 }
 
 func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
@@ -270,7 +274,7 @@ func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time
 	f.mu.Lock()
 	f.model.Apply(events...)
 	f.mu.Unlock()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(patient(within))
 	for len(events) > 0 {
 		n := min(len(events), 500)
 		chunk := events[:n]
@@ -309,16 +313,38 @@ func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time
 
 // publishPoison publishes one malformed message as it is, with content
 // type ct ("json" or "msgpack"), and expects it among the dead letters.
+//
+// Callers retry it until it succeeds, so a retry must not store the
+// message twice (the checker expects one dead letter per poison): NATS
+// de-duplicates it by a Nats-Msg-Id computed from the payload; with
+// Redis, a publish whose reply was lost (Redis killed, a timeout under
+// load) counts as done if the entry is in the stream.
 func (f *fenv) publishPoison(data []byte, ct string) error {
 	ctx, cancel := context.WithTimeout(f.t.Context(), 30*time.Second)
 	defer cancel()
 	var err error
+	sum := sha256.Sum256(append([]byte(ct+"\n"), data...))
 	if f.source == "nats" {
 		format, _ := event.ParseFormat(ct)
 		err = f.pubNATS.Publish(ctx, []jetstream.Outgoing{{Data: data, Format: format,
-			Subject: "idx.events.demo.events", MsgID: fmt.Sprintf("poison-%d", time.Now().UnixNano())}})
+			Subject: "idx.events.demo.events", MsgID: fmt.Sprintf("poison-%x", sum[:16])}})
 	} else {
-		err = f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", data, "ct", ct}}).Err()
+		f.mu.Lock()
+		retried := f.unconfirmed[sum]
+		f.mu.Unlock()
+		if !retried || !f.inStreamTail(ctx, data, ct) {
+			err = f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", data, "ct", ct}}).Err()
+		}
+		f.mu.Lock()
+		if err != nil {
+			if f.unconfirmed == nil {
+				f.unconfirmed = map[[32]byte]bool{}
+			}
+			f.unconfirmed[sum] = true
+		} else {
+			delete(f.unconfirmed, sum)
+		}
+		f.mu.Unlock()
 	}
 	if err == nil {
 		f.mu.Lock()
@@ -327,6 +353,21 @@ func (f *fenv) publishPoison(data []byte, ct string) error {
 		f.mu.Unlock()
 	}
 	return err
+}
+
+// inStreamTail reports whether one of the Redis stream's last 100
+// entries holds data with content type ct.
+func (f *fenv) inStreamTail(ctx context.Context, data []byte, ct string) bool {
+	xs, err := f.rdb.XRevRangeN(ctx, stream, "+", "-", 100).Result()
+	if err != nil {
+		return false
+	}
+	for _, x := range xs {
+		if x.Values["data"] == string(data) && x.Values["ct"] == ct {
+			return true
+		}
+	}
+	return false
 }
 
 // deadLetter is a dead letter of either source.
@@ -402,6 +443,7 @@ func (f *fenv) backlog() (unread, pending int64, err error) {
 // the stream holds; it reports whether it did within the time, and
 // records how long it took.
 func (f *fenv) waitDrained(within time.Duration) bool {
+	within = patient(within)
 	start := time.Now()
 	defer func() { f.drainFor = time.Since(start) }()
 	deadline := start.Add(within)
@@ -421,6 +463,7 @@ func (f *fenv) waitDrained(within time.Duration) bool {
 // waitFor polls cond every 50 ms until it holds or within passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	within = patient(within)
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
