@@ -323,15 +323,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 // not.
 func TestPoisonEventIsIsolated(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := newMemSource()
-		x := &memIndex{fail: func(events []event.Event) error {
-			for _, e := range events {
-				if e.ID == "e5" {
-					return redisError("WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string")
-				}
-			}
-			return nil
-		}}
+		src, x := newMemSource(), refusing("e5")
 		stop := runLoop(t, consumer.Config{Source: src, Index: x})
 		src.push(msgs(0, 10)...)
 		time.Sleep(time.Second)
@@ -345,6 +337,19 @@ func TestPoisonEventIsIsolated(t *testing.T) {
 			t.Fatalf("acked %v, want all but m5", acked)
 		}
 	})
+}
+
+// refusing is an index that refuses every call holding the event id, as
+// Redis does when the event's key has the wrong type.
+func refusing(id string) *memIndex {
+	return &memIndex{fail: func(events []event.Event) error {
+		for _, e := range events {
+			if e.ID == id {
+				return redisError("WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string")
+			}
+		}
+		return nil
+	}}
 }
 
 // redisError is a server error reply as go-redis reports it: it
@@ -432,15 +437,7 @@ func TestLeasesCoverPrefetchedBatch(t *testing.T) {
 // never saw says so and names its id for the logs.
 func TestDeadLetterCarriesLastError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := newMemSource()
-		x := &memIndex{fail: func(events []event.Event) error {
-			for _, e := range events {
-				if e.ID == "e1" {
-					return redisError("WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string")
-				}
-			}
-			return nil
-		}}
+		src, x := newMemSource(), refusing("e1")
 		stop := runLoop(t, consumer.Config{Source: src, Index: x, MaxDeliver: 2})
 		for d := 1; d <= 3; d++ { // the source delivers m1 again, as a real one would
 			m := msg(1)
@@ -451,14 +448,7 @@ func TestDeadLetterCarriesLastError(t *testing.T) {
 		stranger := msg(2)
 		stranger.Deliveries = 7
 		src.push(stranger)
-		time.Sleep(time.Second)
-		if err := stop(); err != nil {
-			t.Fatal(err)
-		}
-		_, dead := src.state()
-		if len(dead) != 2 {
-			t.Fatalf("%d dead letters, want 2", len(dead))
-		}
+		dead := deadLetters(t, src, stop, 2)
 		if r := dead[0].Reason; !strings.Contains(r, "delivered 3 times") || !strings.Contains(r, "last error: the index refused the event: WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string") {
 			t.Errorf("reason %q, want the last error", r)
 		}
@@ -466,6 +456,21 @@ func TestDeadLetterCarriesLastError(t *testing.T) {
 			t.Errorf("reason %q, want it to say the failures were elsewhere", r)
 		}
 	})
+}
+
+// deadLetters lets the loop run a second more, stops it and returns the
+// n dead letters it made.
+func deadLetters(t *testing.T, src *memSource, stop func() error, n int) []consumer.DeadLetter {
+	t.Helper()
+	time.Sleep(time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, dead := src.state()
+	if len(dead) != n {
+		t.Fatalf("%d dead letters, want %d", len(dead), n)
+	}
+	return dead
 }
 
 // TestDeadLetterKeepsAPrefix: a dead letter keeps at most
@@ -478,14 +483,7 @@ func TestDeadLetterKeepsAPrefix(t *testing.T) {
 		big := consumer.Message{ID: "big", Data: []byte(strings.Repeat("x", 100)), Deliveries: 1}
 		small := consumer.Message{ID: "small", Data: []byte("{"), Deliveries: 1}
 		src.push(big, small)
-		time.Sleep(time.Second)
-		if err := stop(); err != nil {
-			t.Fatal(err)
-		}
-		_, dead := src.state()
-		if len(dead) != 2 {
-			t.Fatalf("%d dead letters, want 2", len(dead))
-		}
+		dead := deadLetters(t, src, stop, 2)
 		sum := sha256.Sum256(big.Data)
 		if d := dead[0]; string(d.Data) != strings.Repeat("x", 10) || d.Size != 100 || d.SHA256 != hex.EncodeToString(sum[:]) {
 			t.Errorf("big: data %q size %d sha %s, want its first 10 bytes, 100 and the digest of all", d.Data, d.Size, d.SHA256)

@@ -43,7 +43,6 @@ var all = map[string]*redis.Script{
 	"stream_delete_consumer.lua":   streamDeleteConsumer,
 	"stream_requeue.lua":           streamRequeue,
 	"stream_trimmed.lua":           streamTrimmed,
-	"stream_init_read_counter.lua": streamInitReadCounter,
 
 	"lock_release.lua": lockRelease,
 }

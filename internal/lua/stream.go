@@ -24,15 +24,12 @@ var (
 	streamDeleteConsumerSrc string
 	//go:embed stream_trimmed.lua
 	streamTrimmedSrc string
-	//go:embed stream_init_read_counter.lua
-	streamInitReadCounterSrc string
 
 	streamDeadLetter      = redis.NewScript(streamDeadLetterSrc)
 	streamClaim           = redis.NewScript(streamClaimSrc)
 	streamExtend          = redis.NewScript(streamExtendSrc)
 	streamDeleteConsumer  = redis.NewScript(streamDeleteConsumerSrc)
 	streamTrimmed         = redis.NewScript(streamTrimmedSrc)
-	streamInitReadCounter = redis.NewScript(streamInitReadCounterSrc)
 )
 
 // StreamGroup names a consumer of a group of a stream: the scope of every
@@ -216,9 +213,9 @@ func StreamDeleteConsumer(ctx context.Context, c redis.Scripter, g StreamGroup, 
 // has entries left to read, or when Redis does not know the group's read
 // counter. A missing group is a NOGROUP error.
 //
-// KEYS: stream. ARGV: group.
+// KEYS: stream. ARGV: group, "count".
 func StreamTrimmed(ctx context.Context, c redis.Scripter, stream, group string) (int64, error) {
-	n, err := streamTrimmed.Run(ctx, c, []string{stream}, group).Int64()
+	n, err := streamTrimmed.Run(ctx, c, []string{stream}, group, "count").Int64()
 	if err != nil {
 		return 0, fmt.Errorf("stream_trimmed %s: %w", stream, err)
 	}
@@ -233,11 +230,11 @@ func StreamTrimmed(ctx context.Context, c redis.Scripter, stream, group string) 
 // show in the group's lag and StreamTrimmed could not count them. Workers
 // call it before their first read. A missing group is a NOGROUP error.
 //
-// KEYS: stream. ARGV: group.
+// KEYS: stream. ARGV: group, "init" (the same script as StreamTrimmed).
 func StreamInitReadCounter(ctx context.Context, c redis.Scripter, stream, group string) (bool, error) {
-	n, err := streamInitReadCounter.Run(ctx, c, []string{stream}, group).Int()
+	n, err := streamTrimmed.Run(ctx, c, []string{stream}, group, "init").Int()
 	if err != nil {
-		return false, fmt.Errorf("stream_init_read_counter %s: %w", stream, err)
+		return false, fmt.Errorf("stream_trimmed init %s: %w", stream, err)
 	}
 	return n == 1, nil
 }

@@ -124,7 +124,7 @@ func testDeadLetterDetails(t *testing.T, o *opsEnv) {
 	ctx := context.Background()
 	if o.source == "nats" {
 		r := o.must("", o.args("setup", "--ack-wait", "2s", "--max-deliver", "5")...)
-		if !strings.Contains(r.Stderr, "dead-letter stream IDX_DLQ discards dead letters older than 720h0m0s (max_age) or beyond the newest 100000 (max_msgs)") {
+		if !strings.Contains(r.Stderr, "dead-letter stream IDX_DLQ discards dead letters older than 720h0m0s (max_age) or beyond 100000 messages (max_msgs)") {
 			t.Errorf("setup does not state the dead letters' retention:\n%s%s", r.Stdout, r.Stderr)
 		}
 	} else if r := o.must("", o.args("setup")...); !strings.Contains(r.Stdout, `dead letters go to "idx:events:dlq"; workers with --dead-letter-max-len 100000 keep about the newest 100000`) {

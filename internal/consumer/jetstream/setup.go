@@ -411,17 +411,8 @@ func limit(n int64) string {
 // deadLetterRetention says how long the dead-letter stream keeps dead
 // letters, or nothing if it keeps them until an operator removes them.
 func deadLetterRetention(c natsjs.StreamConfig) []string {
-	var limits []string
-	if c.MaxAge > 0 {
-		limits = append(limits, "older than "+c.MaxAge.String()+" (max_age)")
-	}
-	if c.MaxBytes > 0 {
-		limits = append(limits, fmt.Sprintf("beyond %d bytes (max_bytes)", c.MaxBytes))
-	}
-	if c.MaxMsgs > 0 {
-		limits = append(limits, fmt.Sprintf("beyond the newest %d (max_msgs)", c.MaxMsgs))
-	}
-	if len(limits) == 0 || c.Discard != natsjs.DiscardOld {
+	limits := discardLimits(c)
+	if len(limits) == 0 {
 		return nil
 	}
 	return []string{fmt.Sprintf("dead-letter stream %s discards dead letters %s: look at them with 'indexer dlq list' and requeue or purge them before",
@@ -431,6 +422,17 @@ func deadLetterRetention(c natsjs.StreamConfig) []string {
 // discardWarnings lists the limits under which a stream with discard
 // policy "old" drops messages whatever their state.
 func discardWarnings(c natsjs.StreamConfig, unread string) []string {
+	limits := discardLimits(c)
+	if len(limits) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("stream %s discards its oldest messages %s, including messages %s: keep the consumer's lag well inside that limit (watch 'indexer status')",
+		c.Name, strings.Join(limits, " or "), unread)}
+}
+
+// discardLimits names the limits under which a stream with discard policy
+// "old" drops its oldest messages.
+func discardLimits(c natsjs.StreamConfig) []string {
 	if c.Discard != natsjs.DiscardOld {
 		return nil
 	}
@@ -447,9 +449,5 @@ func discardWarnings(c natsjs.StreamConfig, unread string) []string {
 	if c.MaxMsgsPerSubject > 0 {
 		limits = append(limits, fmt.Sprintf("beyond %d messages per subject (max_msgs_per_subject)", c.MaxMsgsPerSubject))
 	}
-	if len(limits) == 0 {
-		return nil
-	}
-	return []string{fmt.Sprintf("stream %s discards its oldest messages %s, including messages %s: keep the consumer's lag well inside that limit (watch 'indexer status')",
-		c.Name, strings.Join(limits, " or "), unread)}
+	return limits
 }

@@ -22,7 +22,7 @@ func TestSetupIdempotent(t *testing.T) {
 		t.Fatalf("first Setup: created %v, %v", created, err)
 	}
 	if len(warnings) != 2 || !strings.Contains(warnings[0], "max_age") || !strings.Contains(warnings[0], "168h0m0s") ||
-		!strings.Contains(warnings[1], "dead-letter stream T1_DLQ discards dead letters older than 720h0m0s (max_age) or beyond the newest 100000 (max_msgs)") {
+		!strings.Contains(warnings[1], "dead-letter stream T1_DLQ discards dead letters older than 720h0m0s (max_age) or beyond 100000 messages (max_msgs)") {
 		t.Errorf("warnings %q, want one about the default max_age of 7 days and one about the dead letters' retention", warnings)
 	}
 	created, _, err = Setup(ctx, js, cfg)
