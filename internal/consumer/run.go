@@ -82,6 +82,10 @@ type Runner struct {
 	// their dead letter after MaxDeliver deliveries.
 	failures failures
 
+	// cut counts the messages the shutdown deadline left unacknowledged
+	// (processor goroutine only).
+	cut int
+
 	// fetchFailing and stepFailing say whether the fetch goroutine, and
 	// the processor (apply, ack, dead-letter), are retrying a failure: the
 	// worker is ready only when neither is (see setReady).
@@ -186,8 +190,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err == nil {
 		err = fetchErr
 	}
-	if err == nil && pctx.Err() != nil {
+	switch {
+	case err != nil, pctx.Err() == nil:
+	case r.cut > 0:
 		r.log.Warn("the shutdown timeout passed with a batch in flight: its messages were not acknowledged and will be delivered again (nothing acknowledged was lost)",
+			"shutdown_timeout", r.cfg.ShutdownTimeout, "unacknowledged", r.cut)
+	default:
+		r.log.Warn("the shutdown timeout passed while the worker waited on a server; no message was left unacknowledged",
 			"shutdown_timeout", r.cfg.ShutdownTimeout)
 	}
 	return err
@@ -323,7 +332,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 
 	if len(lost) > 0 {
 		if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, lost) }); err != nil {
-			return r.settle(log, "ack lost", err, nil)
+			return r.settle(ctx, log, "ack lost", err, lost)
 		}
 		r.cfg.Metrics.Lost(len(lost))
 		ids := make([]string, len(lost))
@@ -342,7 +351,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 			for i := range dead {
 				failed[i] = dead[i].Message
 			}
-			if ferr := r.settle(log, "dead-letter", err, failed); ferr != nil {
+			if ferr := r.settle(ctx, log, "dead-letter", err, failed); ferr != nil {
 				return ferr
 			}
 		} else {
@@ -366,7 +375,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 		failpoint.Inject(failpoint.BeforeApply)
 		outcomes, err := r.apply(ctx, log, events, valid)
 		if err != nil {
-			return r.settle(log, "apply", err, valid)
+			return r.settle(ctx, log, "apply", err, valid)
 		}
 		failpoint.Inject(failpoint.AfterApply)
 		applied := valid[:0:0]
@@ -382,7 +391,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 		}
 		if len(applied) > 0 {
 			if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, applied) }); err != nil {
-				return r.settle(log, "ack", err, applied)
+				return r.settle(ctx, log, "ack", err, applied)
 			}
 			r.failures.forget(applied)
 		}
@@ -404,9 +413,12 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 // it; everything else (including the shutdown deadline) leaves the batch's
 // messages unacknowledged and lets the loop go on, remembering err as the
 // last failure of msgs, the messages the step left unacknowledged.
-func (r *Runner) settle(log *slog.Logger, step string, err error, msgs []Message) error {
+func (r *Runner) settle(ctx context.Context, log *slog.Logger, step string, err error, msgs []Message) error {
 	if Classify(err) == Fatal {
 		return fmt.Errorf("%s: %w", step, err)
+	}
+	if ctx.Err() != nil {
+		r.cut += len(msgs)
 	}
 	r.failures.record(msgs, fmt.Errorf("%s: %w", step, err))
 	log.Error(step+" failed; the batch's messages stay unacknowledged and will be delivered again", "err", err)
