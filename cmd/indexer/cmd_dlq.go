@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
@@ -33,9 +37,32 @@ type deadLetterDoc struct {
 	Deliveries  int       `json:"deliveries"`
 	OriginalID  string    `json:"original_id"`
 	Subject     string    `json:"subject,omitempty"`
-	ContentType string    `json:"content_type,omitempty"`
-	Data        string    `json:"data,omitempty"`        // the payload, if it is UTF-8
-	DataBase64  []byte    `json:"data_base64,omitempty"` // else, base64
+	ContentType string    `json:"content_type"`
+	Data        *string   `json:"data,omitempty"`        // the payload (or its first bytes), if it is JSON in UTF-8
+	DataBase64  []byte    `json:"data_base64,omitempty"` // else, base64 (msgpack, invalid UTF-8)
+	DataSize    int       `json:"data_size"`             // the whole payload's size
+	DataSHA256  string    `json:"data_sha256,omitempty"` // the whole payload's SHA-256, hex
+	Truncated   bool      `json:"truncated"`             // data holds only the first bytes: it cannot be requeued
+}
+
+// newDeadLetterDoc shows a JSON payload as text and any other (msgpack,
+// invalid UTF-8) in base64, always with its content type.
+func newDeadLetterDoc(d *consumer.StoredDeadLetter) deadLetterDoc {
+	doc := deadLetterDoc{ID: d.ID, Time: d.Time.UTC(), Reason: d.Reason, Deliveries: d.Deliveries, OriginalID: d.OriginalID,
+		Subject: d.Subject, ContentType: d.ContentType, DataSize: max(d.Size, len(d.Data)), DataSHA256: d.SHA256, Truncated: d.Truncated()}
+	if doc.ContentType == "" {
+		doc.ContentType = "json" // no ct: writers' default
+	}
+	if f, err := event.ParseFormat(doc.ContentType); err == nil && f == event.JSON && utf8.Valid(d.Data) {
+		s := string(d.Data)
+		doc.Data = &s
+	} else {
+		doc.DataBase64 = d.Data
+		if doc.DataBase64 == nil {
+			doc.DataBase64 = []byte{}
+		}
+	}
+	return doc
 }
 
 func setupDLQ(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
@@ -116,28 +143,40 @@ func setupDLQ(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		case "requeue":
 			n := 0
 			progress := func(k int) { n = k }
+			var moved, truncated []string // dead letter ids
 			switch {
 			case nats && *all:
-				n, err = jetstream.RequeueAll(ctx, c.js, jetstream.RequeueConfig{DeadLetters: so.deadLetter}, progress)
+				var tr []uint64
+				n, tr, err = jetstream.RequeueAll(ctx, c.js, jetstream.RequeueConfig{DeadLetters: so.deadLetter}, progress)
+				truncated = seqStrings(tr)
 			case nats:
 				var r []jetstream.Requeued
-				r, err = jetstream.Requeue(ctx, c.js, jetstream.RequeueConfig{DeadLetters: so.deadLetter}, seqs)
-				n = len(r)
+				var tr []uint64
+				r, tr, err = jetstream.Requeue(ctx, c.js, jetstream.RequeueConfig{DeadLetters: so.deadLetter}, seqs)
+				n, truncated = len(r), seqStrings(tr)
+				for _, x := range r {
+					moved = append(moved, strconv.FormatUint(x.DeadLetterSeq, 10))
+				}
 			case *all:
-				n, err = redisstream.RequeueAll(ctx, c.rc, so.stream, so.deadLetter, progress)
+				n, truncated, err = redisstream.RequeueAll(ctx, c.rc, so.stream, so.deadLetter, progress)
 			default:
 				var r []lua.Requeued
-				r, err = redisstream.Requeue(ctx, c.rc, so.stream, so.deadLetter, ids)
+				r, truncated, err = redisstream.Requeue(ctx, c.rc, so.stream, so.deadLetter, ids)
 				n = len(r)
 				for _, x := range r {
+					moved = append(moved, x.DeadLetterID)
 					fmt.Fprintf(a.stdout, "requeued %s as %s\n", x.DeadLetterID, x.NewID)
 				}
 			}
 			fmt.Fprintf(a.stdout, "requeued %d dead letters to %s\n", n, so.stream)
-			if err == nil && len(ids) > n {
-				fmt.Fprintf(a.stderr, "%d of the ids given were not in %s (requeued or purged already?)\n", len(ids)-n, so.deadLetter)
+			if err != nil {
+				return err
 			}
-			return err
+			asked := []string(ids)
+			if nats {
+				asked = seqStrings(seqs)
+			}
+			return requeueRefusals(asked, moved, truncated, so.deadLetter, *all)
 
 		default: // purge
 			var n int64
@@ -155,17 +194,62 @@ func setupDLQ(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	}
 }
 
+// requeueRefusals is the error of a requeue that left some of the dead
+// letters asked for: ids not found, and truncated dead letters (a prefix
+// of an oversized payload), which cannot be requeued.
+func requeueRefusals(asked, moved, truncated []string, deadLetters string, all bool) error {
+	var problems []string
+	if len(truncated) > 0 {
+		problems = append(problems, fmt.Sprintf("refused %s: only the first bytes of the payload were kept (it was larger than the workers' --dead-letter-max-bytes), so requeueing it would publish a cut event; publish the event again from its writer, then remove the dead letter with 'indexer dlq purge'",
+			plural(truncated, "truncated dead letter")))
+	}
+	if !all {
+		done := map[string]bool{}
+		for _, id := range append(moved, truncated...) {
+			done[id] = true
+		}
+		var missing []string
+		for _, id := range asked {
+			if !done[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			problems = append(problems, fmt.Sprintf("%s not in %s (requeued or purged already? see 'indexer dlq list')", plural(missing, "dead letter"), deadLetters))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "; "))
+}
+
+// plural names a list of ids: "dead letter 1-0" or "dead letters 1-0, 2-0".
+func plural(ids []string, what string) string {
+	if len(ids) == 1 {
+		return what + " " + ids[0]
+	}
+	const show = 10
+	list := strings.Join(ids[:min(len(ids), show)], ", ")
+	if len(ids) > show {
+		list += fmt.Sprintf(" and %d more", len(ids)-show)
+	}
+	return fmt.Sprintf("%d %ss %s", len(ids), what, list)
+}
+
+func seqStrings(seqs []uint64) []string {
+	out := make([]string, len(seqs))
+	for i, s := range seqs {
+		out[i] = strconv.FormatUint(s, 10)
+	}
+	return out
+}
+
 func printDeadLetters(a *app, list []consumer.StoredDeadLetter, format, name string) error {
 	if format == "json" {
 		docs := make([]deadLetterDoc, len(list))
-		for i, d := range list {
-			docs[i] = deadLetterDoc{ID: d.ID, Time: d.Time.UTC(), Reason: d.Reason, Deliveries: d.Deliveries, OriginalID: d.OriginalID,
-				Subject: d.Subject, ContentType: d.ContentType}
-			if utf8.Valid(d.Data) {
-				docs[i].Data = string(d.Data)
-			} else {
-				docs[i].DataBase64 = d.Data
-			}
+		for i := range list {
+			docs[i] = newDeadLetterDoc(&list[i])
 		}
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
@@ -181,7 +265,17 @@ func printDeadLetters(a *app, list []consumer.StoredDeadLetter, format, name str
 		if d.Subject != "" {
 			fmt.Fprintf(a.stdout, " on %s", d.Subject)
 		}
-		fmt.Fprintf(a.stdout, "\n    reason: %s\n    data:   %s\n", d.Reason, preview(d.Data, 120))
+		doc := newDeadLetterDoc(&d)
+		data := ""
+		if doc.Data != nil {
+			data = preview(d.Data, 120)
+		} else {
+			data = doc.ContentType + ", base64 " + preview([]byte(base64.StdEncoding.EncodeToString(d.Data)), 100)
+		}
+		if doc.Truncated {
+			data += fmt.Sprintf("  (truncated: the first %d of %d bytes, sha256 %s; cannot be requeued)", len(d.Data), doc.DataSize, doc.DataSHA256)
+		}
+		fmt.Fprintf(a.stdout, "\n    reason: %s\n    data:   %s\n", d.Reason, data)
 	}
 	return nil
 }

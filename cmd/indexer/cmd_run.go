@@ -5,8 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
@@ -26,14 +29,16 @@ func init() {
 
 // workerOptions are the tuning flags of the consume loop.
 type workerOptions struct {
-	consumer        string
-	batchSize       int
-	batchBytes      int
-	linger          time.Duration
-	maxDeliver      int
-	claimMinIdle    time.Duration
-	shutdownTimeout time.Duration
-	metricsAddr     string
+	consumer         string
+	batchSize        int
+	batchBytes       int
+	linger           time.Duration
+	maxDeliver       int
+	claimMinIdle     time.Duration
+	shutdownTimeout  time.Duration
+	metricsAddr      string
+	deadLetterBytes  int
+	deadLetterMaxLen int64
 }
 
 func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
@@ -50,6 +55,9 @@ func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
 		"on SIGINT/SIGTERM, time allowed to finish and acknowledge the batch in flight")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464",
 		"`address` serving /metrics, /healthz and /readyz (127.0.0.1:0 picks a free port, empty disables)")
+	fs.IntVar(&o.deadLetterBytes, "dead-letter-max-bytes", 0,
+		"a dead letter keeps at most this many `bytes` of its payload, with the whole payload's size and SHA-256 (such a dead letter cannot be requeued); default --max-message-bytes")
+	addDeadLetterMaxLen(fs, &o.deadLetterMaxLen)
 	return o
 }
 
@@ -99,39 +107,79 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		}
 		log = log.With("source", so.source, "stream", so.stream, "group", so.group, "consumer", wo.consumer)
 
-		x, rc, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000, Decoded: true}) // the loop's Decoder validated every event
+		// --shutdown-timeout bounds the whole shutdown, from SIGINT/SIGTERM
+		// to exit: at that deadline the connections are closed, which ends
+		// any call still waiting on a server (go-redis does not give up a
+		// blocked read when its context is cancelled).
+		deadline, stopDeadline := consumer.AfterDone(ctx, wo.shutdownTimeout)
+		defer stopDeadline()
+		defer exitAfter(deadline, shutdownMargin, log)()
+
+		// /healthz answers from the start, /readyz once batches flow.
+		metrics := telemetry.NewMetrics(so.source)
+		stopMetrics, err := serveMetrics(wo.metricsAddr, metrics, deadline, log)
 		if err != nil {
 			return err
 		}
+		defer stopMetrics()
+
+		// The servers may not be up yet (an orchestrator starts everything
+		// at once): wait for them, not ready meanwhile.
+		await := consumer.AwaitConfig{Logger: log, Retryable: retryableAtStart}
+		var x *index.Index
+		var rc redis.UniversalClient
+		err = consumer.Await(ctx, await, "Redis at "+redisHost(ro.url), func(ctx context.Context) (err error) {
+			x, rc, err = ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000, Decoded: true}) // the loop's Decoder validated every event
+			return err
+		})
+		if err != nil {
+			return stoppedEarly(ctx, err, log)
+		}
 		defer rc.Close()
+		context.AfterFunc(deadline, func() { rc.Close() })
 		defer startPublisher(ctx, qo, x, log)()
 
-		metrics := telemetry.NewMetrics(so.source)
 		var src consumer.Source
 		var oldest func(context.Context) (time.Time, bool, error) // for tombstone collection
 		switch so.source {
 		case sourceRedis:
 			src, err = redisstream.New(rc, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
-				DeadLetterStream: so.deadLetter, ClaimMinIdle: wo.claimMinIdle, Logger: log})
+				DeadLetterStream: so.deadLetter, DeadLetterMaxLen: wo.deadLetterMaxLen, ClaimMinIdle: wo.claimMinIdle, Logger: log})
 			if err != nil {
 				return usagef("%v", err)
 			}
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc, so.stream) }
 		case sourceNATS:
-			_, js, closeNATS, err := no.connect(log, "indexer "+wo.consumer)
-			if err != nil {
+			var nc *nats.Conn
+			var js natsjs.JetStream
+			var closeNATS func()
+			connect := func(context.Context) (err error) {
+				nc, js, closeNATS, err = no.connect(log, "indexer "+wo.consumer)
 				return err
+			}
+			if no.embeddedDir != "" {
+				err = connect(ctx) // this process's own server
+			} else {
+				err = consumer.Await(ctx, await, "NATS at "+jetstream.RedactURL(no.url), connect)
+			}
+			if err != nil {
+				return stoppedEarly(ctx, err, log)
 			}
 			// The embedded server is stopped only after the worker drained.
 			defer closeNATS()
+			context.AfterFunc(deadline, nc.Close)
 			if no.embeddedDir != "" {
 				if err := embeddedSetup(ctx, js, so, wo, ackWait, log); err != nil {
 					return err
 				}
 			}
 			jcfg := jetstream.Config{Stream: so.stream, Consumer: so.group, MaxDeliver: wo.maxDeliver, Logger: log}
-			if src, err = jetstream.New(ctx, js, jcfg); err != nil {
+			err = consumer.Await(ctx, await, "NATS consumer "+so.group+" of stream "+so.stream, func(ctx context.Context) (err error) {
+				src, err = jetstream.New(ctx, js, jcfg)
 				return err
+			})
+			if err != nil {
+				return stoppedEarly(ctx, explainRun(err, so), log)
 			}
 			// Messages the server gives up on are dead-lettered all the same.
 			adv, err := jetstream.NewAdvisories(ctx, js, jcfg, metrics)
@@ -145,31 +193,17 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		defer src.Close()
 		defer startGC(ctx, gco, x, rc, oldest, log)()
 
-		var wg sync.WaitGroup
-		srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
-		defer func() { stopSrv(); wg.Wait() }()
-		if wo.metricsAddr != "" {
-			srv, err := telemetry.Listen(wo.metricsAddr, metrics.Handler())
-			if err != nil {
-				return fmt.Errorf("--metrics-addr %s: %v (pick another address, or 127.0.0.1:0 for any free port)", wo.metricsAddr, err)
-			}
-			log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr())
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := srv.Serve(srvCtx, log); err != nil {
-					log.Error("metrics server", "err", err)
-				}
-			}()
-		}
-
 		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
 		linger := wo.linger
 		if linger == 0 {
 			linger = -1 // consumer.Config's "no lingering"
 		}
+		if wo.deadLetterBytes == 0 {
+			wo.deadLetterBytes = do.maxBytes
+		}
 		r, err := consumer.New(consumer.Config{Source: src, Index: applier, Decoder: dec, BatchSize: wo.batchSize, BatchBytes: wo.batchBytes,
-			Linger: linger, MaxDeliver: wo.maxDeliver, ShutdownTimeout: wo.shutdownTimeout, Logger: log, Metrics: metrics})
+			Linger: linger, MaxDeliver: wo.maxDeliver, DeadLetterMaxBytes: wo.deadLetterBytes, ShutdownTimeout: wo.shutdownTimeout,
+			Logger: log, Metrics: metrics})
 		if err != nil {
 			return usagef("%v", err)
 		}

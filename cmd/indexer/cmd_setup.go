@@ -30,6 +30,8 @@ type natsSetupOptions struct {
 	maxBytes      int64
 	duplicates    time.Duration
 	replicas      int
+	dlMaxAge      time.Duration
+	dlMaxLen      int64
 }
 
 func addNATSSetupFlags(fs *flag.FlagSet) *natsSetupOptions {
@@ -42,7 +44,18 @@ func addNATSSetupFlags(fs *flag.FlagSet) *natsSetupOptions {
 	durationVar(fs, &o.duplicates, "duplicate-window", 2*time.Minute, "",
 		"nats: publishes with the same Nats-Msg-Id within this window are stored once")
 	intVar(fs, &o.replicas, "replicas", 0, 0, "nats: stream and consumer `replicas`; 0 picks 3 on a cluster of 3 or more servers and 1 on a single server (an existing stream keeps its own); 1 on a cluster is warned about")
+	fs.DurationVar(&o.dlMaxAge, "dead-letter-max-age", jetstream.DefaultDeadLetterMaxAge,
+		"nats: a new dead-letter stream discards dead letters older than this (negative: never)")
+	addDeadLetterMaxLen(fs, &o.dlMaxLen)
 	return o
+}
+
+// addDeadLetterMaxLen adds --dead-letter-max-len, the dead-letter stream's
+// retention by count, to run (redis: the workers trim it) and setup (nats:
+// a new dead-letter stream's max_msgs; redis: setup reports it).
+func addDeadLetterMaxLen(fs *flag.FlagSet, v *int64) {
+	fs.Int64Var(v, "dead-letter-max-len", redisstream.DefaultDeadLetterMaxLen,
+		"the dead-letter stream keeps about the newest `N` dead letters, discarding older ones (redis: XADD MAXLEN ~ by the workers; nats: max_msgs of a new IDX_DLQ); -1: no limit")
 }
 
 func (o *natsSetupOptions) config(so *streamOptions, maxDeliver, workers, batch int) jetstream.SetupConfig {
@@ -55,7 +68,8 @@ func (o *natsSetupOptions) config(so *streamOptions, maxDeliver, workers, batch 
 		maxAge = -1 // SetupConfig's "keep forever"
 	}
 	return jetstream.SetupConfig{Stream: so.stream, DeadLetters: so.deadLetter, Consumer: so.group, AckWait: o.ackWait,
-		MaxDeliver: maxDeliver, MaxAckPending: pending, MaxAge: maxAge, MaxBytes: o.maxBytes, Duplicates: o.duplicates, Replicas: o.replicas}
+		MaxDeliver: maxDeliver, MaxAckPending: pending, MaxAge: maxAge, MaxBytes: o.maxBytes, Duplicates: o.duplicates, Replicas: o.replicas,
+		DeadLetterMaxAge: o.dlMaxAge, DeadLetterMaxMsgs: o.dlMaxLen}
 }
 
 func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
@@ -94,6 +108,13 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			} else {
 				fmt.Fprintf(a.stdout, "group %q on stream %q exists (last delivered %s, lag %d, pending %d, %d consumers); left unchanged\n",
 					so.group, so.stream, info.LastDeliveredID, info.Lag, info.Pending, info.Consumers)
+			}
+			if nso.dlMaxLen > 0 {
+				fmt.Fprintf(a.stdout, "dead letters go to %q; workers with --dead-letter-max-len %d keep about the newest %d there, discarding older ones\n",
+					so.deadLetter, nso.dlMaxLen, nso.dlMaxLen)
+			} else {
+				fmt.Fprintf(a.stdout, "dead letters go to %q; workers with --dead-letter-max-len %d keep them all (purge them with 'indexer dlq purge')\n",
+					so.deadLetter, nso.dlMaxLen)
 			}
 			return nil
 		default:
@@ -168,7 +189,8 @@ func listAnd(xs []string) string {
 // which this process owns: created fresh, they start at the beginning, so
 // nothing is skipped.
 func embeddedSetup(ctx context.Context, js natsjs.JetStream, so *streamOptions, wo *workerOptions, ackWait time.Duration, log *slog.Logger) error {
-	nso := &natsSetupOptions{ackWait: ackWait, maxAge: 7 * 24 * time.Hour, maxBytes: -1, duplicates: 2 * time.Minute, replicas: 1}
+	nso := &natsSetupOptions{ackWait: ackWait, maxAge: 7 * 24 * time.Hour, maxBytes: -1, duplicates: 2 * time.Minute, replicas: 1,
+		dlMaxAge: jetstream.DefaultDeadLetterMaxAge, dlMaxLen: wo.deadLetterMaxLen}
 	cfg := nso.config(so, wo.maxDeliver, 3, wo.batchSize)
 	created, warnings, err := jetstream.Setup(ctx, js, cfg)
 	if err != nil {

@@ -187,24 +187,38 @@ func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.
 }
 
 // explain turns a Redis connection error into one line that says what to
-// do, without the password.
+// do, without the password. The result still wraps err, so
+// consumer.Classify tells an outage from a refusal.
 func (o *redisOptions) explain(err error) error {
 	where := "Redis at " + redisHost(o.url)
 	var certErr *tls.CertificateVerificationError
 	var opErr *net.OpError
 	switch {
 	case errors.As(err, &certErr):
-		return fmt.Errorf("%s: TLS certificate not trusted (%v): pass its CA with --redis-ca", where, certErr.Err)
+		return explained(err, "%s: TLS certificate not trusted (%v): pass its CA with --redis-ca", where, certErr.Err)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("cannot reach %s: connection refused; start redis-server or point --redis-url (INDEXER_REDIS_URL) at it", where)
+		return explained(err, "cannot reach %s: connection refused; start redis-server or point --redis-url (INDEXER_REDIS_URL) at it", where)
 	case redis.HasErrorPrefix(err, "NOAUTH"), redis.HasErrorPrefix(err, "WRONGPASS"):
-		return fmt.Errorf("%s refused the credentials (%v): set the user and password in --redis-url or --redis-password-file", where, err)
+		return explained(err, "%s refused the credentials (%v): set the user and password in --redis-url or --redis-password-file", where, err)
 	case redis.HasErrorPrefix(err, "NOPERM"):
-		return fmt.Errorf("%s: the user lacks a permission (%v): grant the ACL in README 'Redis permissions'", where, err)
+		return explained(err, "%s: the user lacks a permission (%v): grant the ACL in README 'Redis permissions'", where, err)
 	case errors.As(err, &opErr):
-		return fmt.Errorf("cannot reach %s: %v; check --redis-url (INDEXER_REDIS_URL) and the network", where, err)
+		return explained(err, "cannot reach %s: %v; check --redis-url (INDEXER_REDIS_URL) and the network", where, err)
 	}
 	return fmt.Errorf("%s: %w", where, err)
+}
+
+// explainedError is a message that says what to do, wrapping its cause.
+type explainedError struct {
+	msg   string
+	cause error
+}
+
+func (e *explainedError) Error() string { return e.msg }
+func (e *explainedError) Unwrap() error { return e.cause }
+
+func explained(cause error, format string, args ...any) error {
+	return &explainedError{msg: fmt.Sprintf(format, args...), cause: cause}
 }
 
 func redisHost(u string) string {

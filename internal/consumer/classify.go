@@ -1,6 +1,8 @@
 package consumer
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"strings"
 
@@ -64,9 +66,17 @@ var poisonPrefixes = []string{"WRONGTYPE", "CORRUPT"}
 func Classify(err error) Class {
 	var ve *event.ValidationError
 	var rerr redis.Error
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		return Retry
+	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidCert):
+		// A server certificate we do not trust: configuration, not an
+		// outage.
+		return Fatal
 	case errors.Is(err, ErrGroupMissing), errors.Is(err, ErrStreamMissing),
 		errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
 		errors.Is(err, jetstream.ErrConsumerDeleted),

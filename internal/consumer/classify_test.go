@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -140,6 +142,8 @@ func TestClassifyReplies(t *testing.T) {
 		{&event.ValidationError{Field: "path", Reason: "bad"}, consumer.Poison},
 		{fmt.Errorf("x: %w", consumer.ErrGroupMissing), consumer.Fatal},
 		{fmt.Errorf("x: %w", consumer.ErrStreamMissing), consumer.Fatal},
+		{fmt.Errorf("dial: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), consumer.Fatal},
+		{fmt.Errorf("dial: %w", x509.HostnameError{Host: "h"}), consumer.Fatal},
 		{jetstream.ErrConsumerNotFound, consumer.Fatal},
 		{jetstream.ErrStreamNotFound, consumer.Fatal},
 		{nats.ErrAuthorization, consumer.Fatal},

@@ -38,6 +38,12 @@ type Config struct {
 	// MaxDeliver: a message delivered more times than this goes to the
 	// dead-letter destination. Default 5.
 	MaxDeliver int
+	// DeadLetterMaxBytes bounds the payload a dead letter keeps: a larger
+	// one keeps its first DeadLetterMaxBytes bytes, with the whole
+	// payload's size and SHA-256 digest. Default 64 KiB (the decoder's
+	// default message limit, so every payload a worker could accept is
+	// kept whole).
+	DeadLetterMaxBytes int
 	// ShutdownTimeout bounds finishing the in-flight batch once the
 	// context is done. Default 30 s.
 	ShutdownTimeout time.Duration
@@ -74,6 +80,20 @@ type Runner struct {
 	// applied and the one fetched meanwhile); their leases are renewed.
 	mu   sync.Mutex
 	held map[*Message][]Message
+
+	// failures are the last errors of messages left for redelivery, for
+	// their dead letter after MaxDeliver deliveries.
+	failures failures
+
+	// cut counts the messages the shutdown deadline left unacknowledged
+	// (processor goroutine only).
+	cut int
+
+	// fetchFailing and stepFailing say whether the fetch goroutine, and
+	// the processor (apply, ack, dead-letter), are retrying a failure: the
+	// worker is ready only when neither is (see setReady).
+	readyMu                   sync.Mutex
+	fetchFailing, stepFailing bool
 }
 
 // New validates cfg and returns a Runner.
@@ -94,14 +114,15 @@ func New(cfg Config) (*Runner, error) {
 	def(&cfg.BatchSize, 1000)
 	def(&cfg.BatchBytes, 4<<20)
 	def(&cfg.MaxDeliver, 5)
+	def(&cfg.DeadLetterMaxBytes, event.DefaultMaxMessageBytes)
 	defDur(&cfg.Linger, 10*time.Millisecond)
 	defDur(&cfg.PollWait, time.Second)
 	defDur(&cfg.ShutdownTimeout, 30*time.Second)
 	defDur(&cfg.RetryInitial, 100*time.Millisecond)
 	defDur(&cfg.RetryMax, 10*time.Second)
 	defDur(&cfg.LagEvery, 5*time.Second)
-	if cfg.BatchSize < 1 || cfg.BatchBytes < 1 || cfg.MaxDeliver < 1 || cfg.PollWait < 0 {
-		return nil, fmt.Errorf("consumer: batch size, batch bytes and max deliver must be positive, poll wait not negative")
+	if cfg.BatchSize < 1 || cfg.BatchBytes < 1 || cfg.MaxDeliver < 1 || cfg.DeadLetterMaxBytes < 1 || cfg.PollWait < 0 {
+		return nil, fmt.Errorf("consumer: batch size, batch bytes, max deliver and dead-letter max bytes must be positive, poll wait not negative")
 	}
 	if cfg.Decoder == nil {
 		cfg.Decoder, _ = event.NewDecoder(event.Config{})
@@ -118,31 +139,20 @@ func New(cfg Config) (*Runner, error) {
 
 // Run consumes until ctx is done or a fatal error. On ctx done it stops
 // fetching, finishes the batches already fetched (acknowledging what was
-// applied) within ShutdownTimeout, and returns nil; if the deadline cuts a
-// batch short, its messages stay unacknowledged (they will be delivered
-// again) and Run says so. A fatal error (see Classify) is returned.
+// applied) within ShutdownTimeout, and returns nil. If the deadline cuts a
+// batch short, its messages stay unacknowledged — they will be delivered
+// again, so nothing is lost — Run logs so and still returns nil; it returns
+// within ShutdownTimeout if the Source and Index calls in flight return
+// once their context is done (a program whose clients may not, closes them
+// at the deadline: see AfterDone). A fatal error (see Classify) is
+// returned.
 //
 // While a batch is applied, the next one is fetched.
 func (r *Runner) Run(ctx context.Context) error {
 	// Batches already fetched are finished under their own context, which
 	// ends ShutdownTimeout after ctx does.
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pctx, cancel := AfterDone(ctx, r.cfg.ShutdownTimeout)
 	defer cancel()
-	var timer *time.Timer
-	var mu sync.Mutex
-	stopAfter := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		timer = time.AfterFunc(r.cfg.ShutdownTimeout, cancel)
-		mu.Unlock()
-	})
-	defer func() {
-		stopAfter()
-		mu.Lock()
-		if timer != nil {
-			timer.Stop()
-		}
-		mu.Unlock()
-	}()
 
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
@@ -184,8 +194,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err == nil {
 		err = fetchErr
 	}
-	if err == nil && pctx.Err() != nil {
-		err = fmt.Errorf("shutdown timeout %s passed with a batch in flight; its messages were not acknowledged and will be delivered again", r.cfg.ShutdownTimeout)
+	switch {
+	case err != nil, pctx.Err() == nil:
+	case r.cut > 0:
+		r.log.Warn("the shutdown timeout passed with a batch in flight: its messages were not acknowledged and will be delivered again (nothing acknowledged was lost)",
+			"shutdown_timeout", r.cfg.ShutdownTimeout, "unacknowledged", r.cut)
+	default:
+		r.log.Warn("the shutdown timeout passed while the worker waited on a server; no message was left unacknowledged",
+			"shutdown_timeout", r.cfg.ShutdownTimeout)
 	}
 	return err
 }
@@ -202,7 +218,7 @@ func (r *Runner) fetchLoop(ctx context.Context, out chan<- *sorted) error {
 		}
 		if err == nil {
 			bo.Reset()
-			r.cfg.Metrics.SetReady(true)
+			r.setReady(&r.fetchFailing, false)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -213,7 +229,7 @@ func (r *Runner) fetchLoop(ctx context.Context, out chan<- *sorted) error {
 		if class == Fatal {
 			return fmt.Errorf("fetch: %w", err)
 		}
-		r.cfg.Metrics.SetReady(false)
+		r.setReady(&r.fetchFailing, true)
 		wait := bo.NextBackOff()
 		r.log.Warn("fetch failed; retrying", "err", err, "class", class.String(), "retry_in", wait)
 		if !sleep(ctx, wait) {
@@ -284,10 +300,11 @@ func (r *Runner) sort(msgs []Message) *sorted {
 		switch {
 		case m.Lost:
 			b.lost = append(b.lost, *m)
+		case m.Malformed != "":
+			b.dead = append(b.dead, r.deadLetter(m, m.Malformed))
 		case m.Deliveries > r.cfg.MaxDeliver:
 			b.maxDelivered++
-			b.dead = append(b.dead, DeadLetter{Message: *m, Reason: fmt.Sprintf(
-				"delivered %d times without being applied (more than --max-deliver %d); see the worker logs for the failure", m.Deliveries, r.cfg.MaxDeliver)})
+			b.dead = append(b.dead, r.deadLetter(m, r.maxDeliverReason(m)))
 		default:
 			f, err := event.ParseFormat(m.ContentType)
 			var e event.Event
@@ -298,7 +315,7 @@ func (r *Runner) sort(msgs []Message) *sorted {
 				err = r.check.CheckEvent(m, &e)
 			}
 			if err != nil {
-				b.dead = append(b.dead, DeadLetter{Message: *m, Reason: err.Error()})
+				b.dead = append(b.dead, r.deadLetter(m, err.Error()))
 				continue
 			}
 			b.valid = append(b.valid, *m)
@@ -322,7 +339,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 
 	if len(lost) > 0 {
 		if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, lost) }); err != nil {
-			return r.settle(log, "ack lost", err)
+			return r.settle(ctx, log, "ack lost", err, lost)
 		}
 		r.cfg.Metrics.Lost(len(lost))
 		ids := make([]string, len(lost))
@@ -337,7 +354,11 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 	if len(dead) > 0 {
 		err := r.retry(ctx, "dead_letter", func(ctx context.Context) error { return r.cfg.Source.DeadLetter(ctx, dead) })
 		if err != nil {
-			if ferr := r.settle(log, "dead-letter", err); ferr != nil {
+			failed := make([]Message, len(dead))
+			for i := range dead {
+				failed[i] = dead[i].Message
+			}
+			if ferr := r.settle(ctx, log, "dead-letter", err, failed); ferr != nil {
 				return ferr
 			}
 		} else {
@@ -361,7 +382,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 		failpoint.Inject(failpoint.BeforeApply)
 		outcomes, err := r.apply(ctx, log, events, valid)
 		if err != nil {
-			return r.settle(log, "apply", err)
+			return r.settle(ctx, log, "apply", err, valid)
 		}
 		failpoint.Inject(failpoint.AfterApply)
 		applied := valid[:0:0]
@@ -380,8 +401,9 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 		}
 		if len(applied) > 0 {
 			if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, applied) }); err != nil {
-				return r.settle(log, "ack", err)
+				return r.settle(ctx, log, "ack", err, applied)
 			}
+			r.failures.forget(applied)
 		}
 		for o, n := range counts {
 			r.cfg.Metrics.Outcomes(o.String(), n)
@@ -399,11 +421,16 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 
 // settle decides what a failed step means for the loop: fatal errors stop
 // it; everything else (including the shutdown deadline) leaves the batch's
-// messages unacknowledged and lets the loop go on.
-func (r *Runner) settle(log *slog.Logger, step string, err error) error {
+// messages unacknowledged and lets the loop go on, remembering err as the
+// last failure of msgs, the messages the step left unacknowledged.
+func (r *Runner) settle(ctx context.Context, log *slog.Logger, step string, err error, msgs []Message) error {
 	if Classify(err) == Fatal {
 		return fmt.Errorf("%s: %w", step, err)
 	}
+	if ctx.Err() != nil {
+		r.cut += len(msgs)
+	}
+	r.failures.record(msgs, fmt.Errorf("%s: %w", step, err))
 	log.Error(step+" failed; the batch's messages stay unacknowledged and will be delivered again", "err", err)
 	return nil
 }
@@ -424,6 +451,7 @@ func (r *Runner) apply(ctx context.Context, log *slog.Logger, events []event.Eve
 	return ApplyIsolating(ctx, events, apply, func(i int, err error) {
 		log.Error("the index refused an event; it stays unacknowledged and will be retried, then dead-lettered",
 			"msg_id", msgs[i].ID, "event_id", events[i].ID, "deliveries", msgs[i].Deliveries, "err", err)
+		r.failures.record(msgs[i:i+1], fmt.Errorf("the index refused the event: %w", err))
 	})
 }
 
@@ -435,7 +463,7 @@ func (r *Runner) retry(ctx context.Context, step string, fn func(context.Context
 	for {
 		err := fn(ctx)
 		if err == nil {
-			r.cfg.Metrics.SetReady(true)
+			r.setReady(&r.stepFailing, false)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -446,13 +474,24 @@ func (r *Runner) retry(ctx context.Context, step string, fn func(context.Context
 		if class != Retry {
 			return err
 		}
-		r.cfg.Metrics.SetReady(false)
+		r.setReady(&r.stepFailing, true)
 		wait := bo.NextBackOff()
 		r.log.Warn(step+" failed; retrying", "err", err, "retry_in", wait)
 		if !sleep(ctx, wait) {
 			return err
 		}
 	}
+}
+
+// setReady records whether one side of the loop (fetching, or applying
+// and acknowledging) is failing, and reports the worker ready only while
+// neither is: a NATS worker still fetching while Redis refuses every
+// batch is not ready.
+func (r *Runner) setReady(side *bool, failing bool) {
+	r.readyMu.Lock()
+	defer r.readyMu.Unlock()
+	*side = failing
+	r.cfg.Metrics.SetReady(!r.fetchFailing && !r.stepFailing)
 }
 
 func (r *Runner) backoff() *backoff.ExponentialBackOff {

@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -264,7 +266,9 @@ func TestInvalidAndOverDeliveredAreDeadLettered(t *testing.T) {
 		badCT := msg(2)
 		badCT.ContentType = "text/csv"
 		lost := consumer.Message{ID: "lost", Lost: true, Deliveries: 2}
-		src.push(msg(0), bad, tired, badCT, lost, msg(3))
+		malformed := msg(4) // a valid event in a malformed entry
+		malformed.Malformed = "stream entry has fields other than one data and one ct"
+		src.push(msg(0), bad, tired, badCT, lost, msg(3), malformed)
 		time.Sleep(time.Second)
 		if err := stop(); err != nil {
 			t.Fatal(err)
@@ -278,7 +282,7 @@ func TestInvalidAndOverDeliveredAreDeadLettered(t *testing.T) {
 		for _, d := range dead {
 			reasons[d.ID] = d.Reason
 		}
-		if len(dead) != 3 || reasons["bad"] == "" || reasons["m2"] == "" {
+		if len(dead) != 4 || reasons["bad"] == "" || reasons["m2"] == "" || reasons["m4"] != malformed.Malformed {
 			t.Fatalf("dead letters %v", reasons)
 		}
 		if r := reasons["m1"]; r == "" || !strings.Contains(r, "delivered 4 times") {
@@ -334,15 +338,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 // not.
 func TestPoisonEventIsIsolated(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := newMemSource()
-		x := &memIndex{fail: func(events []event.Event) error {
-			for _, e := range events {
-				if e.ID == "e5" {
-					return redisError("WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string")
-				}
-			}
-			return nil
-		}}
+		src, x := newMemSource(), refusing("e5")
 		stop := runLoop(t, consumer.Config{Source: src, Index: x})
 		src.push(msgs(0, 10)...)
 		time.Sleep(time.Second)
@@ -356,6 +352,19 @@ func TestPoisonEventIsIsolated(t *testing.T) {
 			t.Fatalf("acked %v, want all but m5", acked)
 		}
 	})
+}
+
+// refusing is an index that refuses every call holding the event id, as
+// Redis does when the event's key has the wrong type.
+func refusing(id string) *memIndex {
+	return &memIndex{fail: func(events []event.Event) error {
+		for _, e := range events {
+			if e.ID == id {
+				return redisError("WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string")
+			}
+		}
+		return nil
+	}}
 }
 
 // redisError is a server error reply as go-redis reports it: it
@@ -386,9 +395,8 @@ func TestShutdownDeadlineLeavesBatchUnacked(t *testing.T) {
 		stop := runLoop(t, consumer.Config{Source: src, Index: x, ShutdownTimeout: 2 * time.Second})
 		src.push(msgs(0, 3)...)
 		time.Sleep(time.Second)
-		err := stop()
-		if err == nil || !strings.Contains(err.Error(), "shutdown timeout") {
-			t.Fatalf("run = %v, want the shutdown timeout reported", err)
+		if err := stop(); err != nil {
+			t.Fatalf("run = %v, want nil: an unacknowledged batch is delivered again, nothing is lost", err)
 		}
 		if acked, _ := src.state(); len(acked) != 0 {
 			t.Fatalf("acked %v without applying", acked)
@@ -434,6 +442,107 @@ func TestLeasesCoverPrefetchedBatch(t *testing.T) {
 		src.mu.Unlock()
 		if err := stop(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestDeadLetterCarriesLastError: a message the index refuses is
+// redelivered until it passes MaxDeliver; its dead letter then says the
+// last error this worker saw. A message whose earlier failures this worker
+// never saw says so and names its id for the logs.
+func TestDeadLetterCarriesLastError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, x := newMemSource(), refusing("e1")
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, MaxDeliver: 2})
+		for d := 1; d <= 3; d++ { // the source delivers m1 again, as a real one would
+			m := msg(1)
+			m.Deliveries = d
+			src.push(m)
+			time.Sleep(time.Second)
+		}
+		stranger := msg(2)
+		stranger.Deliveries = 7
+		src.push(stranger)
+		dead := deadLetters(t, src, stop, 2)
+		if r := dead[0].Reason; !strings.Contains(r, "delivered 3 times") || !strings.Contains(r, "last error: the index refused the event: WRONGTYPE patch_index: key files:db:t:date=2024-01-15 holds a string") {
+			t.Errorf("reason %q, want the last error", r)
+		}
+		if r := dead[1].Reason; !strings.Contains(r, "this worker never failed it") || !strings.Contains(r, "msg_id m2") {
+			t.Errorf("reason %q, want it to say the failures were elsewhere", r)
+		}
+	})
+}
+
+// deadLetters lets the loop run a second more, stops it and returns the
+// n dead letters it made.
+func deadLetters(t *testing.T, src *memSource, stop func() error, n int) []consumer.DeadLetter {
+	t.Helper()
+	time.Sleep(time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, dead := src.state()
+	if len(dead) != n {
+		t.Fatalf("%d dead letters, want %d", len(dead), n)
+	}
+	return dead
+}
+
+// TestDeadLetterKeepsAPrefix: a dead letter keeps at most
+// DeadLetterMaxBytes of its payload, with the whole payload's size and
+// digest.
+func TestDeadLetterKeepsAPrefix(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, x := newMemSource(), &memIndex{}
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, DeadLetterMaxBytes: 10})
+		big := consumer.Message{ID: "big", Data: []byte(strings.Repeat("x", 100)), Deliveries: 1}
+		small := consumer.Message{ID: "small", Data: []byte("{"), Deliveries: 1}
+		src.push(big, small)
+		dead := deadLetters(t, src, stop, 2)
+		sum := sha256.Sum256(big.Data)
+		if d := dead[0]; string(d.Data) != strings.Repeat("x", 10) || d.Size != 100 || d.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("big: data %q size %d sha %s, want its first 10 bytes, 100 and the digest of all", d.Data, d.Size, d.SHA256)
+		}
+		if d := dead[1]; string(d.Data) != "{" || d.Size != 1 {
+			t.Errorf("small: data %q size %d, want it whole", d.Data, d.Size)
+		}
+	})
+}
+
+// TestNotReadyWhileApplyFails: the worker stays not ready while every
+// apply fails, even though fetching from the source works meanwhile (a
+// NATS worker whose Redis is busy).
+func TestNotReadyWhileApplyFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newMemSource()
+		failing := true
+		var mu sync.Mutex
+		x := &memIndex{fail: func([]event.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if failing {
+				return redisError("BUSY Redis is busy running a script")
+			}
+			return nil
+		}}
+		m := telemetry.NewMetrics("test")
+		stop := runLoop(t, consumer.Config{Source: src, Index: x, Metrics: m, PollWait: 100 * time.Millisecond})
+		defer stop()
+		src.push(msgs(0, 3)...)
+		for range 50 { // many polls of the source, all fine
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+			if m.Ready() {
+				t.Fatal("ready while every apply fails")
+			}
+		}
+		mu.Lock()
+		failing = false
+		mu.Unlock()
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		if !m.Ready() {
+			t.Fatal("not ready after the applies succeed again")
 		}
 	})
 }

@@ -11,6 +11,8 @@ package consumer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -41,6 +43,11 @@ type Message struct {
 	// stream while pending): it cannot be applied; the loop acknowledges
 	// it, counts it and raises an alarm.
 	Lost bool
+	// Malformed, when not empty, says why the message as the source holds
+	// it cannot carry an event (a Redis entry without a data field, or
+	// with one twice): the loop dead-letters it with this reason, without
+	// decoding it.
+	Malformed string
 	// Handle is the source's own reference to the message (a NATS
 	// jetstream.Msg); only the source that produced it reads it.
 	Handle any
@@ -54,6 +61,27 @@ type DeadLetter struct {
 	Message
 	// Reason says why, in words an operator can act on.
 	Reason string
+	// Size is the size of the whole payload, and SHA256 its hex SHA-256
+	// digest; Data may hold only its first bytes (see
+	// Config.DeadLetterMaxBytes). Zero values mean Data is the whole
+	// payload: see Payload.
+	Size   int
+	SHA256 string
+}
+
+// Payload returns the size and hex SHA-256 digest of the whole payload,
+// computing them from Data when the loop did not set them.
+func (d *DeadLetter) Payload() (size int, sha string) {
+	if d.SHA256 == "" {
+		return len(d.Data), digest(d.Data)
+	}
+	return d.Size, d.SHA256
+}
+
+// digest is the hex SHA-256 digest of b.
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Source is a stream of messages read by one consumer of a group. The

@@ -111,6 +111,16 @@ type StoredDeadLetter struct {
 	Subject string
 	// ContentType is its declared encoding.
 	ContentType string
-	// Data is the payload, verbatim.
+	// Data is the payload, verbatim, or its first bytes if it was larger
+	// than the worker's --dead-letter-max-bytes (see Truncated).
 	Data []byte
+	// Size is the whole payload's size and SHA256 its hex SHA-256 digest,
+	// as the worker recorded them (0 and "" for a dead letter written by
+	// an older version: Data is then the whole payload).
+	Size   int
+	SHA256 string
 }
+
+// Truncated reports whether Data holds only the first bytes of the
+// payload: such a dead letter cannot be requeued.
+func (d *StoredDeadLetter) Truncated() bool { return d.Size > len(d.Data) }

@@ -37,12 +37,12 @@ var all = map[string]*redis.Script{
 	"queue_redeliver.lua":  queueRedeliver,
 	"queue_done.lua":       queueDone,
 
-	"stream_dead_letter.lua":     streamDeadLetter,
-	"stream_claim.lua":           streamClaim,
-	"stream_extend.lua":          streamExtend,
-	"stream_delete_consumer.lua": streamDeleteConsumer,
-	"stream_requeue.lua":         streamRequeue,
-	"stream_trimmed.lua":         streamTrimmed,
+	"stream_dead_letter.lua":       streamDeadLetter,
+	"stream_claim.lua":             streamClaim,
+	"stream_extend.lua":            streamExtend,
+	"stream_delete_consumer.lua":   streamDeleteConsumer,
+	"stream_requeue.lua":           streamRequeue,
+	"stream_trimmed.lua":           streamTrimmed,
 
 	"lock_release.lua": lockRelease,
 }

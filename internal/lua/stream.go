@@ -25,11 +25,11 @@ var (
 	//go:embed stream_trimmed.lua
 	streamTrimmedSrc string
 
-	streamDeadLetter     = redis.NewScript(streamDeadLetterSrc)
-	streamClaim          = redis.NewScript(streamClaimSrc)
-	streamExtend         = redis.NewScript(streamExtendSrc)
-	streamDeleteConsumer = redis.NewScript(streamDeleteConsumerSrc)
-	streamTrimmed        = redis.NewScript(streamTrimmedSrc)
+	streamDeadLetter      = redis.NewScript(streamDeadLetterSrc)
+	streamClaim           = redis.NewScript(streamClaimSrc)
+	streamExtend          = redis.NewScript(streamExtendSrc)
+	streamDeleteConsumer  = redis.NewScript(streamDeleteConsumerSrc)
+	streamTrimmed         = redis.NewScript(streamTrimmedSrc)
 )
 
 // StreamGroup names a consumer of a group of a stream: the scope of every
@@ -47,12 +47,16 @@ type DeadLetterEntry struct {
 	ContentType string // field ct
 	Reason      string // why it is dead-lettered, in words an operator can act on
 	Deliveries  int    // how many times it was delivered
+	Size        int    // the whole payload's size (Data may be its first bytes): field data_size
+	SHA256      string // the whole payload's hex SHA-256 digest: field data_sha256
 }
 
 // StreamDeadLetter moves entries of g's group to the dead-letter stream
 // deadLetters and acknowledges them, atomically. Each dead letter is a
 // stream entry with the fields data, ct, reason, original_id, deliveries,
-// stream, group, consumer and dead_lettered_at (nowMillis, Unix ms).
+// data_size, data_sha256, stream, group, consumer and dead_lettered_at
+// (nowMillis, Unix ms). With maxLen > 0 each XADD trims the dead-letter
+// stream to about maxLen entries (MAXLEN ~), dropping the oldest.
 // Entries no longer pending in the group (acknowledged meanwhile, e.g. by
 // a consumer that took them over) are skipped, so an entry is never
 // dead-lettered twice; it returns how many entries were moved.
@@ -61,21 +65,22 @@ type DeadLetterEntry struct {
 // absent (else a WRONGTYPE error) and that the group exists (else
 // NOGROUP); a failing call writes nothing.
 //
-// KEYS: g.Stream, deadLetters. ARGV: group, consumer, nowMillis, then per
-// entry its id, data, ct, reason and deliveries.
-func StreamDeadLetter(ctx context.Context, c redis.Scripter, g StreamGroup, deadLetters string, nowMillis int64, entries []DeadLetterEntry) (int, error) {
+// KEYS: g.Stream, deadLetters. ARGV: group, consumer, nowMillis, maxLen
+// (0: no trimming), then per entry its id, data, ct, reason, deliveries,
+// size and digest.
+func StreamDeadLetter(ctx context.Context, c redis.Scripter, g StreamGroup, deadLetters string, nowMillis, maxLen int64, entries []DeadLetterEntry) (int, error) {
 	if len(entries) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, 3+5*len(entries))
-	args = append(args, g.Group, g.Consumer, strconv.FormatInt(nowMillis, 10))
+	args := make([]any, 0, 4+7*len(entries))
+	args = append(args, g.Group, g.Consumer, strconv.FormatInt(nowMillis, 10), strconv.FormatInt(max(maxLen, 0), 10))
 	for i := range entries {
 		e := &entries[i]
 		data := e.Data
 		if data == nil {
 			data = []byte{} // go-redis writes nil as ""; be explicit
 		}
-		args = append(args, e.ID, data, e.ContentType, e.Reason, strconv.Itoa(e.Deliveries))
+		args = append(args, e.ID, data, e.ContentType, e.Reason, strconv.Itoa(e.Deliveries), strconv.Itoa(e.Size), e.SHA256)
 	}
 	n, err := streamDeadLetter.Run(ctx, c, []string{g.Stream, deadLetters}, args...).Int()
 	if err != nil {
@@ -86,10 +91,13 @@ func StreamDeadLetter(ctx context.Context, c redis.Scripter, g StreamGroup, dead
 
 // ClaimedEntry is an entry taken over by StreamClaim.
 type ClaimedEntry struct {
-	// Message is the entry; Values is nil if its payload was deleted from
-	// the stream (Redis 6.2 reports such entries here; Redis >= 7 in
+	// ID is the entry's id.
+	ID string
+	// Fields are the entry's field names and values, alternating, in
+	// order (duplicates included); nil if its payload was deleted from the
+	// stream (Redis 6.2 reports such entries here; Redis >= 7 in
 	// ClaimResult.Deleted).
-	Message redis.XMessage
+	Fields []any
 	// Deliveries is the entry's delivery count, this claim included.
 	Deliveries int64
 }
@@ -145,18 +153,14 @@ func StreamClaim(ctx context.Context, c redis.Scripter, g StreamGroup, minIdle t
 			return bad("entry")
 		}
 		var ce ClaimedEntry
-		if ce.Message.ID, ok = e[0].(string); !ok {
+		if ce.ID, ok = e[0].(string); !ok {
 			return bad("entry id")
 		}
 		if ce.Deliveries, ok = e[1].(int64); !ok {
 			return bad("delivery count")
 		}
 		if fields, ok := e[2].([]any); ok {
-			ce.Message.Values = make(map[string]any, len(fields)/2)
-			for i := 0; i+1 < len(fields); i += 2 {
-				k, _ := fields[i].(string)
-				ce.Message.Values[k] = fields[i+1]
-			}
+			ce.Fields = fields
 		}
 		res.Claimed = append(res.Claimed, ce)
 	}
@@ -209,11 +213,28 @@ func StreamDeleteConsumer(ctx context.Context, c redis.Scripter, g StreamGroup, 
 // has entries left to read, or when Redis does not know the group's read
 // counter. A missing group is a NOGROUP error.
 //
-// KEYS: stream. ARGV: group.
+// KEYS: stream. ARGV: group, "count".
 func StreamTrimmed(ctx context.Context, c redis.Scripter, stream, group string) (int64, error) {
-	n, err := streamTrimmed.Run(ctx, c, []string{stream}, group).Int64()
+	n, err := streamTrimmed.Run(ctx, c, []string{stream}, group, "count").Int64()
 	if err != nil {
 		return 0, fmt.Errorf("stream_trimmed %s: %w", stream, err)
 	}
 	return n, nil
+}
+
+// StreamInitReadCounter sets the read counter (entries-read) of group to 0
+// if the group has read nothing yet (its last-delivered id is 0-0) and
+// Redis does not know its counter, atomically, and reports whether it did.
+// Without a counter, Redis estimates one at the group's first read from the
+// stream's first entry, so the entries trimmed before that read would never
+// show in the group's lag and StreamTrimmed could not count them. Workers
+// call it before their first read. A missing group is a NOGROUP error.
+//
+// KEYS: stream. ARGV: group, "init" (the same script as StreamTrimmed).
+func StreamInitReadCounter(ctx context.Context, c redis.Scripter, stream, group string) (bool, error) {
+	n, err := streamTrimmed.Run(ctx, c, []string{stream}, group, "init").Int()
+	if err != nil {
+		return false, fmt.Errorf("stream_trimmed init %s: %w", stream, err)
+	}
+	return n == 1, nil
 }

@@ -12,29 +12,36 @@
 --   1. read: the stream exists and is a stream (requeueing into a missing
 --      stream would create it without its consumer group), the dead-letter
 --      key is a stream (or absent), and each dead letter's fields; ids no
---      longer in the dead-letter stream are skipped;
+--      longer in the dead-letter stream are skipped, and so are truncated
+--      dead letters (data_size larger than their data: only a prefix of
+--      the payload was kept), which stay;
 --   2. XADD each to the stream, XDEL it from the dead-letter stream.
--- Returns a flat array: per requeued dead letter, its id and its new id.
+-- Returns {flat array: per requeued dead letter, its id and its new id;
+-- the ids of the truncated dead letters}.
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'stream' then
   return redis.error_reply('ERR stream_requeue: ' .. KEYS[1] .. ' is not a stream (it holds a ' .. t ..
     '); nothing was written. Create it with indexer setup first')
 end
 t = redis.call('TYPE', KEYS[2])['ok']
-if t == 'none' then return {} end
+if t == 'none' then return {{}, {}} end
 if t ~= 'stream' then
   return redis.error_reply('WRONGTYPE stream_requeue: dead-letter key ' .. KEYS[2] .. ' holds a ' .. t ..
     ', not a stream; nothing was written')
 end
 
-local found = {}
+local found, truncated = {}, {}
 for i = 1, #ARGV do
   local r = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i])
   if r[1] then
     local f = {}
     local kv = r[1][2]
     for j = 1, #kv, 2 do f[kv[j]] = kv[j + 1] end
-    found[#found + 1] = {ARGV[i], f}
+    if (tonumber(f['data_size']) or 0) > #(f['data'] or '') then
+      truncated[#truncated + 1] = ARGV[i]
+    else
+      found[#found + 1] = {ARGV[i], f}
+    end
   end
 end
 
@@ -47,4 +54,4 @@ for _, e in ipairs(found) do
   out[#out + 1] = id
   out[#out + 1] = new
 end
-return out
+return {out, truncated}

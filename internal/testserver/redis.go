@@ -32,10 +32,10 @@ import (
 )
 
 const (
-	readyTimeout = 10 * time.Second // StartRedis/Restart wait this long for PING
-	stopTimeout  = 5 * time.Second  // Stop waits this long after SIGTERM before SIGKILL
-	portAttempts = 5                // tries with a fresh free port when it was stolen
-	logTailLines = 20               // lines of redis.log quoted in start errors
+	readyTimeout = time.Minute     // StartRedis/Restart wait up to this long for PING (a busy machine is slow)
+	stopTimeout  = 5 * time.Second // Stop waits this long after SIGTERM before SIGKILL
+	portAttempts = 5               // tries with a fresh free port when it was stolen
+	logTailLines = 20              // lines of redis.log quoted in start errors
 )
 
 // RedisConfig configures a redis-server process. The zero value gives a
@@ -72,7 +72,7 @@ type RedisServer struct {
 }
 
 // StartRedis starts redis-server and waits until it answers PING, at most
-// 10 s (less if ctx ends first). It does not need a testing.TB, so it is
+// a minute (less if ctx ends first). It does not need a testing.TB, so it is
 // usable from benchmarks and main programs; the caller must call Stop.
 func StartRedis(ctx context.Context, cfg RedisConfig) (*RedisServer, error) {
 	if cfg.Binary == "" {
@@ -197,7 +197,7 @@ func (s *RedisServer) Kill() error {
 
 // Restart starts the server again on the same port and Dir with the same
 // config, stopping it first (SIGTERM) if it is running. It waits, at most
-// 10 s, until the server answers PING, i.e. also until it has finished
+// a minute, until the server answers PING, i.e. also until it has finished
 // loading its AOF. After Stop a Dir created by StartRedis has been removed,
 // so it is recreated empty; use Kill to keep the data.
 func (s *RedisServer) Restart(ctx context.Context) error {

@@ -8,6 +8,7 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -71,17 +72,21 @@ type fenv struct {
 	js      natsjs.JetStream
 	pubNATS *natspub.Publisher // the writer library, retrying for 2 minutes
 	pubRds  *redispub.Publisher
+	pubRdb  *redis.Client // pubRds's client, for the poison (one attempt at a time)
 
-	mu       sync.Mutex
-	model    *synth.Model // what the distinct valid events published give
-	sent     int          // messages published: valid, duplicates and poison
-	poison   [][]byte     // payloads published that must end as dead letters
-	workers  []*worker
-	faults   atomic.Int64   // faults the test injected (proxy faults are added by the checker)
-	kinds    map[string]int // faults by kind, for the log
-	midLost  atomic.Int64   // acknowledged events found not in effect while the workers ran
-	nameSeq  atomic.Int64
-	drainFor time.Duration // the last drain's duration
+	mu     sync.Mutex
+	model  *synth.Model // what the distinct valid events published give
+	sent   int          // messages published: valid, duplicates and poison
+	poison [][]byte     // payloads published that must end as dead letters
+	// unconfirmed are poison payloads (by digest) whose Redis publish
+	// failed: a retry first looks whether the entry was stored anyway.
+	unconfirmed map[[32]byte]bool
+	workers     []*worker
+	faults      atomic.Int64   // faults the test injected (proxy faults are added by the checker)
+	kinds       map[string]int // faults by kind, for the log
+	midLost     atomic.Int64   // acknowledged events found not in effect while the workers ran
+	nameSeq     atomic.Int64
+	drainFor    time.Duration // the last drain's duration
 }
 
 func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
@@ -106,6 +111,7 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 	// loaded machine takes longer than go-redis's default 3 s timeouts.
 	pc := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
 	t.Cleanup(func() { pc.Close() })
+	f.pubRdb = pc
 	var err error
 	if f.pubRds, err = redispub.New(pc, redispub.Config{Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
 		t.Fatal(err)
@@ -293,7 +299,7 @@ func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time
 	f.mu.Lock()
 	f.model.Apply(events...)
 	f.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, within)
+	ctx, cancel := context.WithTimeout(ctx, patient(within))
 	defer cancel()
 	for len(events) > 0 {
 		n := min(len(events), 500)
@@ -316,16 +322,38 @@ func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time
 
 // publishPoison publishes one malformed message as it is, with content
 // type ct ("json" or "msgpack"), and expects it among the dead letters.
+//
+// Callers retry it until it succeeds, so a retry must not store the
+// message twice (the checker expects one dead letter per poison): NATS
+// de-duplicates it by a Nats-Msg-Id computed from the payload; with
+// Redis, a publish whose reply was lost (Redis killed, a timeout under
+// load) counts as done if the entry is in the stream.
 func (f *fenv) publishPoison(data []byte, ct string) error {
 	ctx, cancel := context.WithTimeout(f.t.Context(), 2*time.Minute)
 	defer cancel()
 	var err error
+	sum := sha256.Sum256(append([]byte(ct+"\n"), data...))
 	if f.source == "nats" {
 		format, _ := event.ParseFormat(ct)
 		err = f.pubNATS.PublishMsgs(ctx, []*nats.Msg{{Subject: "idx.events.demo.events", Data: data, Header: nats.Header{
-			"Content-Type": {format.ContentType()}, natsjs.MsgIDHeader: {fmt.Sprintf("poison-%d", time.Now().UnixNano())}}}})
+			"Content-Type": {format.ContentType()}, natsjs.MsgIDHeader: {fmt.Sprintf("poison-%x", sum[:16])}}}})
 	} else {
-		_, err = f.pubRds.PublishRaw(ctx, []redispub.Message{{Data: data, CT: ct}})
+		f.mu.Lock()
+		retried := f.unconfirmed[sum]
+		f.mu.Unlock()
+		if !retried || !f.inStreamTail(ctx, data, ct) {
+			err = f.pubRdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", data, "ct", ct}}).Err()
+		}
+		f.mu.Lock()
+		if err != nil {
+			if f.unconfirmed == nil {
+				f.unconfirmed = map[[32]byte]bool{}
+			}
+			f.unconfirmed[sum] = true
+		} else {
+			delete(f.unconfirmed, sum)
+		}
+		f.mu.Unlock()
 	}
 	if err == nil {
 		f.mu.Lock()
@@ -334,6 +362,21 @@ func (f *fenv) publishPoison(data []byte, ct string) error {
 		f.mu.Unlock()
 	}
 	return err
+}
+
+// inStreamTail reports whether one of the Redis stream's last 100
+// entries holds data with content type ct.
+func (f *fenv) inStreamTail(ctx context.Context, data []byte, ct string) bool {
+	xs, err := f.pubRdb.XRevRangeN(ctx, stream, "+", "-", 100).Result()
+	if err != nil {
+		return false
+	}
+	for _, x := range xs {
+		if x.Values["data"] == string(data) && x.Values["ct"] == ct {
+			return true
+		}
+	}
+	return false
 }
 
 // deadLetter is a dead letter of either source.
@@ -409,6 +452,7 @@ func (f *fenv) backlog() (unread, pending int64, err error) {
 // the stream holds; it reports whether it did within the time, and
 // records how long it took.
 func (f *fenv) waitDrained(within time.Duration) bool {
+	within = patient(within)
 	start := time.Now()
 	defer func() { f.drainFor = time.Since(start) }()
 	deadline := start.Add(within)
@@ -428,6 +472,7 @@ func (f *fenv) waitDrained(within time.Duration) bool {
 // waitFor polls cond every 50 ms until it holds or within passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	within = patient(within)
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {

@@ -298,8 +298,10 @@ func TestFaultRedisBusy(t *testing.T) {
 		go func() { done <- busy.Eval(context.Background(), "while true do end", nil).Err() }()
 		f.faults.Add(1)
 		// Events keep coming: NATS workers meet the busy Redis when they
-		// apply them, Redis workers already when they read.
-		go f.tryPublish(t.Context(), eventsOf(5000, 108, "t2"), 30*time.Second)
+		// apply them, Redis workers already when they read. (The model
+		// counts them from the start: the publish must finish.)
+		published := make(chan error, 1)
+		go func() { published <- f.tryPublish(t.Context(), eventsOf(5000, 108, "t2"), 30*time.Second) }()
 		// A worker blocked in XREADGROUP notices only when its read times
 		// out (go-redis: BLOCK + 10 s).
 		waitFor(t, 30*time.Second, "both workers not ready", func() bool { return !w1.ready(t) && !w2.ready(t) })
@@ -322,6 +324,9 @@ func TestFaultRedisBusy(t *testing.T) {
 			t.Fatalf("the busy script ended with %v", err)
 		}
 		waitFor(t, 30*time.Second, "both workers ready again", func() bool { return w1.ready(t) && w2.ready(t) })
+		if err := <-published; err != nil {
+			t.Fatalf("publishing while Redis was busy: %v", err)
+		}
 		f.finish("redis-busy-"+source, time.Minute)
 	})
 }
@@ -691,6 +696,11 @@ func TestFaultPoison(t *testing.T) {
 		for _, d := range f.deadLetters() {
 			if d.Reason == "" || strings.Contains(d.Reason, "--max-deliver") || d.Deliveries != 1 {
 				t.Errorf("dead letter %s: %d deliveries, reason %q; want dead-lettered when first read, for what it is", d.ID, d.Deliveries, d.Reason)
+			}
+			// The dead-letter stream keeps at most the first 64 KiB
+			// (--dead-letter-max-bytes) of the 64 MB payload.
+			if len(d.Data) > 64<<10 || (d.Size > 64<<10) != d.Truncated() {
+				t.Errorf("dead letter %s keeps %d bytes of %d (truncated %v); want at most 65536", d.ID, len(d.Data), d.Size, d.Truncated())
 			}
 		}
 

@@ -153,10 +153,27 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
+// patience is the factor patient applies: INDEXER_TEST_PATIENCE, default 5.
+var patience = func() time.Duration {
+	if n, err := strconv.Atoi(os.Getenv("INDEXER_TEST_PATIENCE")); err == nil && n > 0 {
+		return time.Duration(n)
+	}
+	return 5
+}()
+
+// patient scales the bound of a wait on a condition (waitFor, waitLog, a
+// drain, an exit): the bound only says when to give up and fail, and the
+// machine running the suite may be busy with other work, so the bounds
+// tests give — what a quiet machine needs, with a margin — are multiplied
+// by INDEXER_TEST_PATIENCE (default 5). A passing test never waits
+// longer for it.
+func patient(d time.Duration) time.Duration { return d * patience }
+
 // exitCode waits for the worker to exit and returns its exit code (-1 if
 // killed by a signal).
 func (w *worker) exitCode(t *testing.T, within time.Duration) int {
 	t.Helper()
+	within = patient(within)
 	select {
 	case <-w.done:
 	case <-time.After(within):
@@ -182,20 +199,20 @@ func (w *worker) signal(t *testing.T, sig syscall.Signal) {
 // waitLog waits until the worker's log contains s.
 func (w *worker) waitLog(t *testing.T, s string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(patient(within))
 	for time.Now().Before(deadline) {
 		if b, _ := os.ReadFile(w.logPath); bytes.Contains(b, []byte(s)) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("worker %s never logged %q", w.name, s)
+	t.Fatalf("worker %s never logged %q within %v", w.name, s, patient(within))
 }
 
 // metric scrapes one sample (name with labels, as exposed) from /metrics.
 func (w *worker) metric(t *testing.T, sample string) float64 {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patient(10 * time.Second))
 	for {
 		w.mu.Lock()
 		addr := w.metricsAddr
@@ -268,6 +285,7 @@ func (e *env) groupState(stream, group string) (entriesRead, lag, pending int64)
 // entry of the stream.
 func (e *env) waitRedisDrained(stream, group string, within time.Duration) {
 	e.t.Helper()
+	within = patient(within)
 	deadline := time.Now().Add(within)
 	for {
 		n := e.rdb.XLen(context.Background(), stream).Val()

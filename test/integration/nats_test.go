@@ -33,7 +33,13 @@ func natsWorkerArgs(extra ...string) []string { return append([]string{"--source
 // consumerState reads the durable consumer's unread and unacknowledged
 // message counts.
 func (e *natsEnv) consumerState() (pending uint64, ackPending int, err error) {
-	nc, err := nats.Connect(e.nats.ClientURL(), nats.Timeout(2*time.Second))
+	return natsConsumerState(e.nats.ClientURL())
+}
+
+// natsConsumerState reads the unread and unacknowledged message counts of
+// the durable consumer of the NATS server at url.
+func natsConsumerState(url string) (pending uint64, ackPending int, err error) {
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -59,6 +65,7 @@ func (e *natsEnv) consumerState() (pending uint64, ackPending int, err error) {
 // acknowledged every message.
 func (e *natsEnv) waitNATSDrained(within time.Duration) {
 	e.t.Helper()
+	within = patient(within)
 	deadline := time.Now().Add(within)
 	for {
 		pending, ackPending, err := e.consumerState()
@@ -131,7 +138,7 @@ func TestNATSServerRestart(t *testing.T) {
 	h := e.publish(40_000, 34)
 	w1 := e.start("w1", nil, natsWorkerArgs()...)
 	e.start("w2", nil, natsWorkerArgs()...)
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(patient(time.Minute))
 	for w1.metric(t, `indexer_acks_total{source="nats"}`) < 3000 {
 		if time.Now().After(deadline) {
 			t.Fatal("no progress before the restart")

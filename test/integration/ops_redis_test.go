@@ -122,7 +122,7 @@ func TestOpsRedisGCOneAtATime(t *testing.T) {
 	}
 	var periods []held
 	busy := 0
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patient(20 * time.Second))
 	for {
 		periods, busy = periods[:0], 0
 		for _, w := range []*worker{w1, w2} {

@@ -314,7 +314,7 @@ func testStatus(t *testing.T, o *opsEnv) {
 	// Batch 1 (3 invalid, dead-lettered, and 497 valid) is being applied;
 	// batch 2 (500) was fetched meanwhile.
 	var st statusOut
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patient(20 * time.Second))
 	for {
 		o.jsonOut(&st, o.args("status", "--format", "json")...)
 		if st.Group.Pending == 997 && st.DeadLetters.Count == 3 {
@@ -414,7 +414,7 @@ func testDLQ(t *testing.T, o *opsEnv) {
 	o.drained(time.Minute)
 	o.checkIndex(h.model)
 	// The junk is dead-lettered again; purge removes it.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patient(10 * time.Second))
 	for o.dlqCount() != 1 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -280,7 +280,7 @@ func TestRedisRestartAOF(t *testing.T) {
 	h := e.publish(40_000, 12)
 	e.start("w1", nil, redisWorkerArgs()...)
 	e.start("w2", nil, redisWorkerArgs()...)
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(patient(time.Minute))
 	for {
 		read, _, _ := e.groupState(stream, group)
 		if read > 5000 {

@@ -208,7 +208,7 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 // deadLetterHeaders holds the header values of one dead letter; reused
 // from one message to the next, it keeps building them cheap.
 type deadLetterHeaders struct {
-	reason, seq, subject, deliveries, ct, msgID [1]string
+	reason, seq, subject, deliveries, ct, msgID, size, sha [1]string
 }
 
 // build makes m the dead letter of d: published to
@@ -226,6 +226,9 @@ func (h *deadLetterHeaders) build(m *nats.Msg, d *consumer.DeadLetter, cfg *Conf
 	h.deliveries[0], h.msgID[0] = strconv.Itoa(d.Deliveries), "dlq-"+cfg.Stream+"-"+d.ID
 	m.Header[HeaderReason], m.Header[HeaderOriginalSeq], m.Header[HeaderOriginalSubject] = h.reason[:], h.seq[:], h.subject[:]
 	m.Header[HeaderDeliveries], m.Header[natsjs.MsgIDHeader] = h.deliveries[:], h.msgID[:]
+	n, digest := d.Payload()
+	h.size[0], h.sha[0] = strconv.Itoa(n), digest
+	m.Header[HeaderDataSize], m.Header[HeaderDataSHA256] = h.size[:], h.sha[:]
 	if d.ContentType != "" {
 		h.ct[0] = headerValue(d.ContentType)
 		m.Header[HeaderContentType] = h.ct[:]

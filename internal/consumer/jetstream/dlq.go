@@ -47,6 +47,8 @@ func storedDeadLetter(m *natsjs.RawStreamMsg) consumer.StoredDeadLetter {
 		Data:        m.Data,
 	}
 	d.Deliveries, _ = strconv.Atoi(m.Header.Get(HeaderDeliveries))
+	d.Size, _ = strconv.Atoi(m.Header.Get(HeaderDataSize))
+	d.SHA256 = m.Header.Get(HeaderDataSHA256)
 	return d
 }
 
@@ -74,9 +76,10 @@ type Requeued struct {
 // stream's de-duplication window, while a retried requeue of the same dead
 // letter is stored once), waits for every PubAck, and only then deletes
 // each from the dead-letter stream. Sequences not in the dead-letter stream
-// are skipped. It returns the dead letters moved; on error, those before
-// the failure.
-func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs []uint64) ([]Requeued, error) {
+// are skipped; truncated dead letters (only the first bytes of their
+// payload were kept) are refused and stay. It returns the dead letters
+// moved (on error, those before the failure) and the sequences refused.
+func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs []uint64) (out []Requeued, truncated []uint64, err error) {
 	if cfg.DeadLetters == "" {
 		cfg.DeadLetters = DefaultDeadLetters
 	}
@@ -88,13 +91,12 @@ func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs [
 	}
 	s, err := js.Stream(ctx, cfg.DeadLetters)
 	if err != nil {
-		return nil, streamError(cfg.DeadLetters, err)
+		return nil, nil, streamError(cfg.DeadLetters, err)
 	}
 	pub, err := natspub.New(js, natspub.Config{SubjectPrefix: cfg.SubjectPrefix})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Requeued
 	for len(seqs) > 0 {
 		n := min(len(seqs), 500)
 		var msgs []*natsjs.RawStreamMsg
@@ -104,7 +106,11 @@ func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs [
 				continue
 			}
 			if err != nil {
-				return out, fmt.Errorf("jetstream: read dead letter %d of %s: %w", seq, cfg.DeadLetters, err)
+				return out, truncated, fmt.Errorf("jetstream: read dead letter %d of %s: %w", seq, cfg.DeadLetters, err)
+			}
+			if d := storedDeadLetter(m); d.Truncated() {
+				truncated = append(truncated, seq)
+				continue
 			}
 			msgs = append(msgs, m)
 		}
@@ -112,7 +118,7 @@ func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs [
 		subjects := make([]string, len(msgs))
 		for i, m := range msgs {
 			if subjects[i] = originalSubject(m, cfg); subjects[i] == "" {
-				return out, fmt.Errorf("jetstream: dead letter %d (subject %s) does not say where it was published (no %s header); publish its data again by hand",
+				return out, truncated, fmt.Errorf("jetstream: dead letter %d (subject %s) does not say where it was published (no %s header); publish its data again by hand",
 					m.Sequence, m.Subject, HeaderOriginalSubject)
 			}
 		}
@@ -125,17 +131,17 @@ func Requeue(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, seqs [
 			again[i] = &nats.Msg{Subject: subjects[i], Data: m.Data, Header: h}
 		}
 		if err := pub.PublishMsgs(ctx, again); err != nil {
-			return out, fmt.Errorf("jetstream: requeue: %w (nothing was deleted from %s; requeueing again is safe)", err, cfg.DeadLetters)
+			return out, truncated, fmt.Errorf("jetstream: requeue: %w (nothing was deleted from %s; requeueing again is safe)", err, cfg.DeadLetters)
 		}
 		for i, m := range msgs {
 			if err := s.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
-				return out, fmt.Errorf("jetstream: requeue: dead letter %d was published again but not deleted from %s (delete it by hand: nats stream rmm %s %d): %w",
+				return out, truncated, fmt.Errorf("jetstream: requeue: dead letter %d was published again but not deleted from %s (delete it by hand: nats stream rmm %s %d): %w",
 					m.Sequence, cfg.DeadLetters, cfg.DeadLetters, m.Sequence, err)
 			}
 			out = append(out, Requeued{DeadLetterSeq: m.Sequence, Subject: subjects[i]})
 		}
 	}
-	return out, nil
+	return out, truncated, nil
 }
 
 // originalSubject is where a dead letter was first published.
@@ -152,20 +158,20 @@ func originalSubject(m *natsjs.RawStreamMsg, cfg RequeueConfig) string {
 
 // RequeueAll requeues (as Requeue) every dead letter that is in the
 // dead-letter stream when it starts, calling progress with the number
-// moved so far.
-func RequeueAll(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, progress func(n int)) (int, error) {
+// moved so far; it returns the sequences of the truncated dead letters it
+// refused.
+func RequeueAll(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, progress func(n int)) (total int, truncated []uint64, err error) {
 	if cfg.DeadLetters == "" {
 		cfg.DeadLetters = DefaultDeadLetters
 	}
 	st, err := streamState(ctx, js, cfg.DeadLetters)
 	if err != nil || st.Msgs == 0 {
-		return 0, err
+		return 0, nil, err
 	}
-	total := 0
 	for after := st.FirstSeq - 1; after < st.LastSeq; {
 		page, err := DeadLetters(ctx, js, cfg.DeadLetters, after, 500)
 		if err != nil {
-			return total, err
+			return total, truncated, err
 		}
 		var seqs []uint64
 		for _, d := range page {
@@ -178,17 +184,17 @@ func RequeueAll(ctx context.Context, js natsjs.JetStream, cfg RequeueConfig, pro
 		if len(seqs) == 0 {
 			break
 		}
-		moved, err := Requeue(ctx, js, cfg, seqs)
-		total += len(moved)
+		moved, tr, err := Requeue(ctx, js, cfg, seqs)
+		total, truncated = total+len(moved), append(truncated, tr...)
 		if progress != nil {
 			progress(total)
 		}
 		if err != nil {
-			return total, err
+			return total, truncated, err
 		}
 		after = seqs[len(seqs)-1]
 	}
-	return total, nil
+	return total, truncated, nil
 }
 
 // PurgeDeadLetters deletes every message of the dead-letter stream and

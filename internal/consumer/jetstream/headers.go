@@ -20,6 +20,8 @@ const (
 	HeaderOriginalSeq     = "Indexer-Original-Seq"     // the stream sequence in the events stream
 	HeaderOriginalSubject = "Indexer-Original-Subject" // where the event was published
 	HeaderDeliveries      = "Indexer-Deliveries"       // deliveries before it was dead-lettered
+	HeaderDataSize        = "Indexer-Data-Size"        // the whole payload's size (the data may be its first bytes)
+	HeaderDataSHA256      = "Indexer-Data-SHA256"      // the whole payload's hex SHA-256 digest
 )
 
 const (

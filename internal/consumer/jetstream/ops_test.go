@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -135,7 +136,7 @@ func TestRequeueAndPurge(t *testing.T) {
 		t.Fatalf("list: %+v, %v", list, err)
 	}
 	rc := RequeueConfig{DeadLetters: f.cfg.DeadLetters, SubjectPrefix: f.cfg.SubjectPrefix, DeadLetterPrefix: f.cfg.DeadLetterPrefix}
-	moved, err := Requeue(ctx, f.js, rc, []uint64{2, 99})
+	moved, _, err := Requeue(ctx, f.js, rc, []uint64{2, 99})
 	if err != nil || len(moved) != 1 || moved[0].Subject != "t1.events.db.tbl" {
 		t.Fatalf("requeue: %+v, %v", moved, err)
 	}
@@ -147,10 +148,10 @@ func TestRequeueAndPurge(t *testing.T) {
 	if string(got[0].Data) != `{"n":2}` || got[0].Subject != "t1.events.db.tbl" {
 		t.Fatalf("requeued message: %q on %s", got[0].Data, got[0].Subject)
 	}
-	if moved, _ := Requeue(ctx, f.js, rc, []uint64{2}); len(moved) != 0 {
+	if moved, _, _ := Requeue(ctx, f.js, rc, []uint64{2}); len(moved) != 0 {
 		t.Fatal("a dead letter was requeued twice")
 	}
-	n, err := RequeueAll(ctx, f.js, rc, nil)
+	n, _, err := RequeueAll(ctx, f.js, rc, nil)
 	if dst, _ := StreamState(ctx, f.js, f.cfg.DeadLetters); n != 3 || err != nil || dst.Msgs != 0 {
 		t.Fatalf("requeue all: %d, %v; %d left", n, err, dst.Msgs)
 	}
@@ -170,6 +171,26 @@ func TestRequeueAndPurge(t *testing.T) {
 	if dst, _ := StreamState(ctx, f.js, f.cfg.DeadLetters); dst.Msgs != 0 {
 		t.Fatalf("%d dead letters after the purge", dst.Msgs)
 	}
+
+	// A truncated dead letter (only a prefix of its payload kept) is
+	// refused and stays.
+	f.publish(t, 1)
+	one := fetchAll(t, src, 1, 5*time.Second)
+	if err := src.DeadLetter(ctx, []consumer.DeadLetter{{Message: one[0], Reason: "too big", Size: 70000, SHA256: "abc"}}); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = DeadLetters(ctx, f.js, f.cfg.DeadLetters, 0, 10)
+	if len(list) != 1 || !list[0].Truncated() || list[0].Size != 70000 || list[0].SHA256 != "abc" {
+		t.Fatalf("truncated dead letter listed as %+v", list)
+	}
+	seq, _ := strconv.ParseUint(list[0].ID, 10, 64)
+	if moved, truncated, err := Requeue(ctx, f.js, rc, []uint64{seq}); err != nil || len(moved) != 0 || len(truncated) != 1 || truncated[0] != seq {
+		t.Fatalf("requeue of a truncated dead letter: %+v, %v, %v", moved, truncated, err)
+	}
+	if n, truncated, err := RequeueAll(ctx, f.js, rc, nil); n != 0 || len(truncated) != 1 || err != nil {
+		t.Fatalf("requeue all with a truncated dead letter: %d, %v, %v", n, truncated, err)
+	}
+
 }
 
 // TestReplayConsumer: the temporary consumer covers exactly the range,

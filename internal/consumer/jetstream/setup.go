@@ -20,6 +20,10 @@ const (
 	DefaultConsumer         = "indexer"
 	DefaultSubjectPrefix    = natspub.DefaultSubjectPrefix
 	DefaultDeadLetterPrefix = "idx.dlq"
+	// DefaultDeadLetterMaxAge and DefaultDeadLetterMaxMsgs are the
+	// retention of the dead-letter stream Setup creates.
+	DefaultDeadLetterMaxAge  = 30 * 24 * time.Hour
+	DefaultDeadLetterMaxMsgs = 100_000
 )
 
 // SetupConfig describes the streams and the durable consumer Setup
@@ -72,6 +76,13 @@ type SetupConfig struct {
 	// MaxMsgs caps the events stream's message count, like MaxBytes.
 	// Zero or negative: unlimited (default).
 	MaxMsgs int64
+	// DeadLetterMaxAge and DeadLetterMaxMsgs are the retention of a
+	// dead-letter stream Setup creates: dead letters older than
+	// DeadLetterMaxAge, or beyond the newest DeadLetterMaxMsgs, are
+	// discarded. Negative: no limit. Defaults 30 days and 100,000. An
+	// existing dead-letter stream keeps its limits (Setup reports them).
+	DeadLetterMaxAge  time.Duration
+	DeadLetterMaxMsgs int64
 	// Duplicates is the publish de-duplication window: a message whose
 	// Nats-Msg-Id was already stored within it is stored once. Default 2 min.
 	Duplicates time.Duration
@@ -131,6 +142,18 @@ func (c *SetupConfig) setDefaults() error {
 		c.Duplicates = 2 * time.Minute
 	}
 	switch {
+	case c.DeadLetterMaxAge == 0:
+		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge
+	case c.DeadLetterMaxAge < 0:
+		c.DeadLetterMaxAge = 0 // the server's "unlimited"
+	}
+	switch {
+	case c.DeadLetterMaxMsgs == 0:
+		c.DeadLetterMaxMsgs = DefaultDeadLetterMaxMsgs
+	case c.DeadLetterMaxMsgs < 0:
+		c.DeadLetterMaxMsgs = -1
+	}
+	switch {
 	case c.AckWait < 0, c.MaxDeliver < 1, c.MaxAckPending < 1, c.Duplicates < 0:
 		return errors.New("jetstream setup: AckWait, MaxDeliver, MaxAckPending and Duplicates must be positive")
 	case c.Replicas < 0 || c.Replicas > 5:
@@ -171,9 +194,9 @@ func (c *SetupConfig) deadLetterStream() natsjs.StreamConfig {
 		Retention:         natsjs.LimitsPolicy,
 		Storage:           natsjs.FileStorage,
 		Discard:           natsjs.DiscardOld,
-		MaxAge:            0, // dead letters wait for an operator
+		MaxAge:            c.DeadLetterMaxAge,
 		MaxBytes:          -1,
-		MaxMsgs:           -1,
+		MaxMsgs:           c.DeadLetterMaxMsgs,
 		MaxMsgsPerSubject: -1,
 		Duplicates:        c.Duplicates, // a retried dead-letter publish (Nats-Msg-Id dlq-<stream>-<seq>) is stored once
 		Replicas:          c.Replicas,
@@ -279,7 +302,7 @@ func Setup(ctx context.Context, js natsjs.JetStream, cfg SetupConfig) (created C
 	if err != nil {
 		return created, warnings, err
 	}
-	warnings = append(warnings, discardWarnings(dlq, "nobody has looked at yet")...)
+	warnings = append(warnings, deadLetterRetention(dlq)...)
 
 	want := cfg.consumer()
 	c3 := false
@@ -424,9 +447,31 @@ func limit(n int64) string {
 	return fmt.Sprint(n)
 }
 
+// deadLetterRetention says how long the dead-letter stream keeps dead
+// letters, or nothing if it keeps them until an operator removes them.
+func deadLetterRetention(c natsjs.StreamConfig) []string {
+	limits := discardLimits(c)
+	if len(limits) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("dead-letter stream %s discards dead letters %s: look at them with 'indexer dlq list' and requeue or purge them before",
+		c.Name, strings.Join(limits, " or "))}
+}
+
 // discardWarnings lists the limits under which a stream with discard
 // policy "old" drops messages whatever their state.
 func discardWarnings(c natsjs.StreamConfig, unread string) []string {
+	limits := discardLimits(c)
+	if len(limits) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("stream %s discards its oldest messages %s, including messages %s: keep the consumer's lag well inside that limit (watch 'indexer status')",
+		c.Name, strings.Join(limits, " or "), unread)}
+}
+
+// discardLimits names the limits under which a stream with discard policy
+// "old" drops its oldest messages.
+func discardLimits(c natsjs.StreamConfig) []string {
 	if c.Discard != natsjs.DiscardOld {
 		return nil
 	}
@@ -443,11 +488,7 @@ func discardWarnings(c natsjs.StreamConfig, unread string) []string {
 	if c.MaxMsgsPerSubject > 0 {
 		limits = append(limits, fmt.Sprintf("beyond %d messages per subject (max_msgs_per_subject)", c.MaxMsgsPerSubject))
 	}
-	if len(limits) == 0 {
-		return nil
-	}
-	return []string{fmt.Sprintf("stream %s discards its oldest messages %s, including messages %s: keep the consumer's lag well inside that limit (watch 'indexer status')",
-		c.Name, strings.Join(limits, " or "), unread)}
+	return limits
 }
 
 // Cluster describes the NATS servers a connection reaches: the cluster's

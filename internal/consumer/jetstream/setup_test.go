@@ -21,8 +21,9 @@ func TestSetupIdempotent(t *testing.T) {
 	if err != nil || created != (Created{Stream: true, DeadLetters: true, Consumer: true, Advisories: true}) {
 		t.Fatalf("first Setup: created %+v, %v", created, err)
 	}
-	if len(warnings) != 1 || !strings.Contains(warnings[0], "max_age") || !strings.Contains(warnings[0], "168h0m0s") {
-		t.Errorf("warnings %q, want one about the default max_age of 7 days", warnings)
+	if len(warnings) != 2 || !strings.Contains(warnings[0], "max_age") || !strings.Contains(warnings[0], "168h0m0s") ||
+		!strings.Contains(warnings[1], "dead-letter stream T1_DLQ discards dead letters older than 720h0m0s (max_age) or beyond 100000 messages (max_msgs)") {
+		t.Errorf("warnings %q, want one about the default max_age of 7 days and one about the dead letters' retention", warnings)
 	}
 	created, _, err = Setup(ctx, js, cfg)
 	if err != nil || created.Any() {
@@ -47,8 +48,8 @@ func TestSetupIdempotent(t *testing.T) {
 		t.Errorf("events stream %+v", sc)
 	}
 	d, err := js.Stream(ctx, cfg.DeadLetters)
-	if err != nil || d.CachedInfo().Config.Subjects[0] != "t1.dlq.>" || d.CachedInfo().Config.MaxAge != 0 {
-		t.Errorf("dead-letter stream: %v", err)
+	if dc := d.CachedInfo().Config; err != nil || dc.Subjects[0] != "t1.dlq.>" || dc.MaxAge != 30*24*time.Hour || dc.MaxMsgs != 100_000 || dc.Discard != natsjs.DiscardOld {
+		t.Errorf("dead-letter stream: %+v, %v", dc, err)
 	}
 	c, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 	if err != nil {
@@ -117,7 +118,7 @@ func TestSetupWarningsAndOptions(t *testing.T) {
 	ctx := context.Background()
 
 	cfg := testNames(1)
-	cfg.MaxAge = -1
+	cfg.MaxAge, cfg.DeadLetterMaxAge, cfg.DeadLetterMaxMsgs = -1, -1, -1
 	_, warnings, err := Setup(ctx, js, cfg)
 	if err != nil || len(warnings) != 0 {
 		t.Fatalf("Setup without limits: %q, %v; want no warnings", warnings, err)
@@ -125,6 +126,7 @@ func TestSetupWarningsAndOptions(t *testing.T) {
 
 	cfg = testNames(2)
 	cfg.MaxBytes, cfg.MaxMsgs = 1<<30, 1000
+	cfg.DeadLetterMaxAge, cfg.DeadLetterMaxMsgs = -1, -1
 	cfg.DeliverFrom.Seq = 3
 	_, warnings, err = Setup(ctx, js, cfg)
 	if err != nil {

@@ -128,7 +128,7 @@ func TestSubjectMismatchDeadLettered(t *testing.T) {
 
 	// Requeued, it goes back to the subject it came on, and is refused again.
 	seq, _ := strconv.ParseUint(d.ID, 10, 64)
-	moved, err := Requeue(ctx, f.js, RequeueConfig{DeadLetters: f.cfg.DeadLetters, SubjectPrefix: f.cfg.SubjectPrefix, DeadLetterPrefix: f.cfg.DeadLetterPrefix}, []uint64{seq})
+	moved, _, err := Requeue(ctx, f.js, RequeueConfig{DeadLetters: f.cfg.DeadLetters, SubjectPrefix: f.cfg.SubjectPrefix, DeadLetterPrefix: f.cfg.DeadLetterPrefix}, []uint64{seq})
 	if err != nil || len(moved) != 1 || moved[0].Subject != "t1.events.db2.t2" {
 		t.Fatalf("requeue: %+v, %v", moved, err)
 	}

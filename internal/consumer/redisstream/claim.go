@@ -73,24 +73,25 @@ func (s *Source) recoverOwn(ctx context.Context, max int) ([]consumer.Message, e
 // loadPending reads the payloads of pending entries, in one round trip.
 func (s *Source) loadPending(ctx context.Context, pending []redis.XPendingExt) ([]consumer.Message, error) {
 	pipe := s.c.Pipeline()
-	cmds := make([]*redis.XMessageSliceCmd, len(pending))
+	cmds := make([]*redis.Cmd, len(pending))
 	for i, p := range pending {
-		cmds[i] = pipe.XRange(ctx, s.cfg.Stream, p.ID, p.ID)
+		// Do, not XRange: XMessage keeps the fields in a map, losing a
+		// field given twice (see message).
+		cmds[i] = pipe.Do(ctx, "XRANGE", s.cfg.Stream, p.ID, p.ID)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, s.wrap("recover: xrange", err)
 	}
-	xs := make([]redis.XMessage, len(pending))
+	msgs := make([]consumer.Message, len(pending))
 	for i, cmd := range cmds {
-		xs[i].ID = pending[i].ID // Values stay nil if the entry is gone
-		if r := cmd.Val(); len(r) == 1 {
-			xs[i].Values = r[0].Values
+		e := entry{id: pending[i].ID, deleted: true}
+		if r, _ := cmd.Val().([]any); len(r) == 1 {
+			if x, _ := r[0].([]any); len(x) == 2 {
+				fields, _ := x[1].([]any)
+				e.fields, e.deleted = fieldsOf(fields), false
+			}
 		}
-	}
-	msgs := make([]consumer.Message, len(xs))
-	buf := make([]byte, 0, dataSize(xs))
-	for i := range xs {
-		msgs[i], buf = s.message(&xs[i], max(1, int(pending[i].RetryCount)), buf)
+		msgs[i] = s.message(&e, max(1, int(pending[i].RetryCount)))
 	}
 	return msgs, nil
 }
@@ -133,15 +134,10 @@ func (s *Source) claimPass(ctx context.Context, limit int, now time.Time) ([]con
 	}
 
 	msgs := make([]consumer.Message, 0, len(res.Claimed)+len(res.Deleted))
-	xs := make([]redis.XMessage, len(res.Claimed))
 	for i := range res.Claimed {
-		xs[i] = res.Claimed[i].Message
-	}
-	buf := make([]byte, 0, dataSize(xs))
-	for i := range res.Claimed {
-		var m consumer.Message
-		m, buf = s.message(&xs[i], max(2, int(res.Claimed[i].Deliveries)), buf)
-		msgs = append(msgs, m)
+		c := &res.Claimed[i]
+		e := entry{id: c.ID, fields: fieldsOf(c.Fields), deleted: c.Fields == nil}
+		msgs = append(msgs, s.message(&e, max(2, int(c.Deliveries))))
 	}
 	for _, id := range res.Deleted {
 		// Delivered before, handed out again now: at least 2 deliveries.

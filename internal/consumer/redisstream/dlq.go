@@ -17,6 +17,9 @@ const (
 	fieldOriginalID     = "original_id"
 	fieldDeliveries     = "deliveries"
 	fieldDeadLetteredAt = "dead_lettered_at"
+	fieldDataSize       = "data_size"
+	fieldDataSHA256     = "data_sha256"
+	fieldRequeuedFrom   = "requeued_from" // added by Requeue, with original_id
 )
 
 // DeadLetters returns up to limit dead letters of the dead-letter stream,
@@ -42,6 +45,8 @@ func DeadLetters(ctx context.Context, c redis.UniversalClient, deadLetters strin
 		d.Reason, d.OriginalID, d.ContentType = str(fieldReason), str(fieldOriginalID), str(fieldCT)
 		d.Deliveries, _ = strconv.Atoi(str(fieldDeliveries))
 		d.Data = []byte(str(fieldData))
+		d.Size, _ = strconv.Atoi(str(fieldDataSize))
+		d.SHA256 = str(fieldDataSHA256)
 	}
 	return out, nil
 }
@@ -49,20 +54,21 @@ func DeadLetters(ctx context.Context, c redis.UniversalClient, deadLetters strin
 // Requeue moves the dead letters ids back to the stream, each atomically
 // added to the stream and deleted from the dead-letter stream in one script
 // call (see lua.StreamRequeue), so a dead letter is removed only once it is
-// back in the stream. Ids not in the dead-letter stream are skipped. It
-// returns the dead letters moved.
-func Requeue(ctx context.Context, c redis.UniversalClient, stream, deadLetters string, ids []string) ([]lua.Requeued, error) {
-	var out []lua.Requeued
+// back in the stream. Ids not in the dead-letter stream are skipped;
+// truncated dead letters (only the first bytes of their payload were
+// kept) are refused and stay. It returns the dead letters moved and the
+// ids refused.
+func Requeue(ctx context.Context, c redis.UniversalClient, stream, deadLetters string, ids []string) (moved []lua.Requeued, truncated []string, err error) {
 	for len(ids) > 0 {
 		n := min(len(ids), requeueChunk)
-		r, err := lua.StreamRequeue(ctx, c, stream, deadLetters, ids[:n])
-		out = append(out, r...)
+		r, tr, err := lua.StreamRequeue(ctx, c, stream, deadLetters, ids[:n])
+		moved, truncated = append(moved, r...), append(truncated, tr...)
 		if err != nil {
-			return out, wrapErr("", stream, "", err)
+			return moved, truncated, wrapErr("", stream, "", err)
 		}
 		ids = ids[n:]
 	}
-	return out, nil
+	return moved, truncated, nil
 }
 
 // requeueChunk bounds the dead letters one script call moves.
@@ -71,35 +77,36 @@ const requeueChunk = 500
 // RequeueAll moves every dead letter that is in the dead-letter stream when
 // it starts back to the stream (those dead-lettered meanwhile stay), in
 // script calls of a few hundred, calling progress after each with the
-// number moved so far.
-func RequeueAll(ctx context.Context, c redis.UniversalClient, stream, deadLetters string, progress func(n int)) (int, error) {
+// number moved so far. Truncated dead letters are refused (see Requeue):
+// their ids are returned.
+func RequeueAll(ctx context.Context, c redis.UniversalClient, stream, deadLetters string, progress func(n int)) (total int, truncated []string, err error) {
 	last, err := c.XRevRangeN(ctx, deadLetters, "+", "-", 1).Result()
 	if err != nil {
-		return 0, wrapErr("xrevrange", deadLetters, "", err)
+		return 0, nil, wrapErr("xrevrange", deadLetters, "", err)
 	}
 	if len(last) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
-	end, from, total := last[0].ID, "-", 0
+	end, from := last[0].ID, "-"
 	for {
 		xs, err := c.XRangeN(ctx, deadLetters, from, end, requeueChunk).Result()
 		if err != nil {
-			return total, wrapErr("xrange", deadLetters, "", err)
+			return total, truncated, wrapErr("xrange", deadLetters, "", err)
 		}
 		if len(xs) == 0 {
-			return total, nil
+			return total, truncated, nil
 		}
 		ids := make([]string, len(xs))
 		for i := range xs {
 			ids[i] = xs[i].ID
 		}
-		moved, err := Requeue(ctx, c, stream, deadLetters, ids)
-		total += len(moved)
+		moved, tr, err := Requeue(ctx, c, stream, deadLetters, ids)
+		total, truncated = total+len(moved), append(truncated, tr...)
 		if progress != nil {
 			progress(total)
 		}
 		if err != nil {
-			return total, err
+			return total, truncated, err
 		}
 		from = "(" + ids[len(ids)-1]
 	}

@@ -37,10 +37,8 @@ func SetGroupPosition(ctx context.Context, c redis.UniversalClient, stream, grou
 	// after the new position can be counted cheaply, so the group's lag
 	// stays known.
 	args := []any{"XGROUP", "SETID", stream, group, lastDelivered}
-	if info, err := c.XInfoStream(ctx, stream).Result(); err == nil {
-		if n, exact, err := CountAfter(ctx, c, stream, lastDelivered, countLimit); err == nil && exact {
-			args = append(args, "ENTRIESREAD", max(info.EntriesAdded-n, 0))
-		}
+	if pos, err := resolveStart(ctx, c, stream, lastDelivered); err == nil && pos.counted {
+		args = []any{"XGROUP", "SETID", stream, group, pos.id, "ENTRIESREAD", pos.entriesRead}
 	}
 	if err = c.Do(ctx, args...).Err(); err != nil {
 		return before, after, wrapErr("xgroup setid", stream, group, err)

@@ -3,73 +3,115 @@ package redisstream
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/publish/redispub"
 )
 
 // message converts an entry delivered for the deliveries-th time. Its
-// payload is copied to the end of buf, which is returned.
-func (s *Source) message(x *redis.XMessage, deliveries int, buf []byte) (consumer.Message, []byte) {
-	m := consumer.Message{ID: x.ID, Deliveries: deliveries, Time: idTime(x.ID)}
-	if x.Values == nil {
+// Data points into e's fields.
+//
+// An entry must have exactly one data field, at most one ct field, and
+// nothing else but the fields 'indexer dlq requeue' adds (requeued_from,
+// original_id), each at most once: any other entry is Malformed (a second
+// data would otherwise make the event depend on which one a reader takes),
+// and the loop dead-letters it with the reason, keeping its first data and
+// ct.
+func (s *Source) message(e *entry, deliveries int) consumer.Message {
+	m := consumer.Message{ID: e.id, Deliveries: deliveries, Time: idTime(e.id)}
+	if e.deleted {
 		m.Lost = true
-		return m, buf
+		return m
 	}
-	m.ContentType, _ = x.Values[fieldCT].(string)
-	data, ok := x.Values[fieldData].(string)
-	if !ok {
-		nd := &noData{fields: fieldNames(x.Values)}
-		m.Handle = nd
-		s.log.Warn("stream entry has no data field; it will be dead-lettered", "msg_id", x.ID, "fields", nd.fields)
-		return m, buf
+	var seen [len(entryFields)]int
+	var data []byte
+	other := false
+	for i := 0; i+1 < len(e.fields); i += 2 {
+		name, value := e.fields[i], e.fields[i+1]
+		k := fieldIndex(name)
+		if k < 0 {
+			other = true
+			continue
+		}
+		if seen[k]++; seen[k] > 1 {
+			continue
+		}
+		switch k {
+		case fieldDataIndex:
+			data = value
+		case fieldCTIndex:
+			m.ContentType = contentType(value)
+		}
 	}
-	start := len(buf)
-	buf = append(buf, data...)
-	m.Data = buf[start:len(buf):len(buf)]
-	return m, buf
+	m.Data = data
+	if seen[fieldDataIndex] == 1 && !other && max(seen[fieldCTIndex], seen[2], seen[3]) <= 1 {
+		return m
+	}
+	names := make([]string, 0, len(e.fields)/2)
+	for i := 0; i+1 < len(e.fields); i += 2 {
+		names = append(names, strconv.Quote(string(e.fields[i])))
+	}
+	list := strings.Join(names, ", ")
+	if list == "" {
+		list = "none"
+	}
+	if seen[fieldDataIndex] == 0 {
+		m.Malformed = fmt.Sprintf("stream entry has no %q field (its fields: %s); writers must publish the fields data and ct", fieldData, list)
+	} else {
+		m.Malformed = fmt.Sprintf("stream entry has fields other than one data and one ct (its fields: %s); writers must publish data and ct once each and nothing else (the dead letter keeps the first data and ct)", list)
+	}
+	s.log.Warn("malformed stream entry; it will be dead-lettered", "msg_id", e.id, "fields", list)
+	return m
 }
 
-// Entry fields.
+// Entry fields: data and ct are the writers'; 'indexer dlq requeue' adds
+// requeued_from and original_id.
 const (
 	fieldData = redispub.FieldData
 	fieldCT   = redispub.FieldCT
+
+	fieldDataIndex = 0
+	fieldCTIndex   = 1
 )
 
-// noData is the Handle of a message whose entry had no data field.
-type noData struct{ fields string }
+var entryFields = [...]string{fieldData, fieldCT, fieldRequeuedFrom, fieldOriginalID}
 
-func (n *noData) reason() string {
-	return fmt.Sprintf("stream entry has no %q field (its fields: %s); writers must publish fields data and ct", fieldData, n.fields)
-}
-
-func fieldNames(v map[string]any) string {
-	if len(v) == 0 {
-		return "none"
-	}
-	names := make([]string, 0, len(v))
-	for k := range v {
-		names = append(names, strconv.Quote(k))
-	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
-}
-
-// dataSize sums the payload sizes of xs.
-func dataSize(xs []redis.XMessage) int {
-	n := 0
-	for i := range xs {
-		if d, ok := xs[i].Values[fieldData].(string); ok {
-			n += len(d)
+// fieldIndex is the position of name in entryFields, or -1.
+func fieldIndex(name []byte) int {
+	for i, f := range entryFields {
+		if string(name) == f {
+			return i
 		}
 	}
-	return n
+	return -1
+}
+
+// contentType returns the ct value as a string, without allocating for
+// the two a writer uses.
+func contentType(v []byte) string {
+	switch string(v) {
+	case "json":
+		return "json"
+	case "msgpack":
+		return "msgpack"
+	case "":
+		return ""
+	}
+	return string(v)
+}
+
+// fieldsOf turns an entry's field list as go-redis returns it from Do or
+// a script ([]any of strings) into an entry's fields, copying.
+func fieldsOf(list []any) [][]byte {
+	out := make([][]byte, len(list))
+	for i, v := range list {
+		s, _ := v.(string)
+		out[i] = []byte(s)
+	}
+	return out
 }
 
 // idTime returns when the entry id was generated (its milliseconds part).

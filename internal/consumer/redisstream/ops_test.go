@@ -150,9 +150,9 @@ func TestRequeue(t *testing.T) {
 		t.Fatalf("list after %s: %d, want 2", list[2].ID, len(more))
 	}
 
-	moved, err := Requeue(ctx, g.c, g.stream, g.dlq, []string{dl[1], "9-9"})
-	if err != nil || len(moved) != 1 || moved[0].DeadLetterID != dl[1] {
-		t.Fatalf("requeue: %+v, %v", moved, err)
+	moved, truncated, err := Requeue(ctx, g.c, g.stream, g.dlq, []string{dl[1], "9-9"})
+	if err != nil || len(moved) != 1 || moved[0].DeadLetterID != dl[1] || len(truncated) != 0 {
+		t.Fatalf("requeue: %+v, %v, %v", moved, truncated, err)
 	}
 	x := g.c.XRange(ctx, g.stream, moved[0].NewID, moved[0].NewID).Val()
 	if len(x) != 1 || x[0].Values["data"] != "d1" || x[0].Values["ct"] != "msgpack" || x[0].Values["requeued_from"] != dl[1] {
@@ -163,19 +163,28 @@ func TestRequeue(t *testing.T) {
 	}
 
 	// Into a missing stream: refused, nothing written.
-	if _, err := Requeue(ctx, g.c, g.stream+":nope", g.dlq, []string{dl[0]}); err == nil {
+	if _, _, err := Requeue(ctx, g.c, g.stream+":nope", g.dlq, []string{dl[0]}); err == nil {
 		t.Fatal("requeue into a missing stream succeeded")
 	}
 	if n := g.c.XLen(ctx, g.dlq).Val(); n != 4 || g.c.Exists(ctx, g.stream+":nope").Val() != 0 {
 		t.Fatal("a failed requeue wrote")
 	}
 
+	// A truncated dead letter (only a prefix of its payload kept) is
+	// refused, by id and by RequeueAll, and stays.
+	cut := g.c.XAdd(ctx, &redis.XAddArgs{Stream: g.dlq, Values: []any{"data", "{\"v\":1", "ct", "json", "reason", "bad",
+		"original_id", "1-9", "data_size", "70000", "data_sha256", "abc"}}).Val()
+	if moved, truncated, err := Requeue(ctx, g.c, g.stream, g.dlq, []string{cut}); err != nil || len(moved) != 0 || len(truncated) != 1 || truncated[0] != cut {
+		t.Fatalf("requeue of a truncated dead letter: %+v, %v, %v", moved, truncated, err)
+	}
+
 	// All of them, including after SCRIPT FLUSH.
 	g.c.ScriptFlush(ctx)
-	n, err := RequeueAll(ctx, g.c, g.stream, g.dlq, nil)
-	if err != nil || n != 4 || g.c.XLen(ctx, g.dlq).Val() != 0 || g.c.XLen(ctx, g.stream).Val() != 5 {
-		t.Fatalf("requeue all: %d, %v; %d dead letters left, %d entries", n, err, g.c.XLen(ctx, g.dlq).Val(), g.c.XLen(ctx, g.stream).Val())
+	n, truncated, err := RequeueAll(ctx, g.c, g.stream, g.dlq, nil)
+	if err != nil || n != 4 || len(truncated) != 1 || g.c.XLen(ctx, g.dlq).Val() != 1 || g.c.XLen(ctx, g.stream).Val() != 5 {
+		t.Fatalf("requeue all: %d, %v, %v; %d dead letters left, %d entries", n, truncated, err, g.c.XLen(ctx, g.dlq).Val(), g.c.XLen(ctx, g.stream).Val())
 	}
+	g.c.XDel(ctx, g.dlq, cut)
 
 	g.c.XAdd(ctx, &redis.XAddArgs{Stream: g.dlq, Values: []any{"data", "x"}})
 	g.c.XAdd(ctx, &redis.XAddArgs{Stream: g.dlq, Values: []any{"data", "y"}})

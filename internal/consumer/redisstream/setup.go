@@ -31,6 +31,10 @@ var startID = regexp.MustCompile(`^(\$|[0-9]+(-[0-9]+)?)$`)
 // idempotently: "0" (or "") reads the stream from its first entry, an
 // entry id from the entry after it, and "$" only what is added from now
 // on (events already in the stream are skipped: pass it only on purpose).
+// The group is created with its read counter (ENTRIESREAD) set to the
+// entries before its position, when they can be counted, so Redis knows
+// its lag from the start and the entries trimmed before the workers read
+// them are counted as lost (see Source.Trimmed).
 // If the group exists already, Setup changes nothing and returns created
 // false with the group's current position; it never moves or recreates
 // it. stream and group default to "idx:events" and "indexer". Workers
@@ -48,7 +52,15 @@ func Setup(ctx context.Context, c redis.UniversalClient, stream, group, start st
 	if !startID.MatchString(start) {
 		return false, GroupInfo{}, fmt.Errorf("redisstream: setup: start %q is not 0, $ or a stream entry id (<ms> or <ms>-<seq>)", start)
 	}
-	err = c.XGroupCreateMkStream(ctx, stream, group, start).Err()
+	pos, err := resolveStart(ctx, c, stream, start)
+	if err != nil {
+		return false, GroupInfo{}, fmt.Errorf("redisstream: setup: group %q of stream %q at %s: %w", group, stream, start, err)
+	}
+	args := []any{"XGROUP", "CREATE", stream, group, pos.id, "MKSTREAM"}
+	if pos.counted {
+		args = append(args, "ENTRIESREAD", pos.entriesRead)
+	}
+	err = c.Do(ctx, args...).Err()
 	switch {
 	case err == nil:
 		created = true
@@ -76,4 +88,43 @@ func groupInfo(ctx context.Context, c redis.UniversalClient, stream, group strin
 		}
 	}
 	return GroupInfo{}, &GroupMissingError{Stream: stream, Group: group}
+}
+
+// start is a group position resolved for XGROUP CREATE or SETID.
+type start struct {
+	id string // "0", or an entry id
+	// entriesRead is the number of entries the stream ever held up to id
+	// (XGROUP ... ENTRIESREAD), valid if counted.
+	entriesRead int64
+	counted     bool
+}
+
+// resolveStart turns a group position ("0", "$" or an entry id) into an
+// entry id and, when it can be counted (up to countLimit entries after
+// it), the read counter a group there has: "0" has read the entries
+// trimmed before the stream's first one, "$" (resolved to the last entry
+// id, so an entry added meanwhile is not taken as read) all of them, an
+// id all but those after it. A missing stream has read nothing.
+func resolveStart(ctx context.Context, c redis.UniversalClient, stream, pos string) (start, error) {
+	info, err := c.XInfoStream(ctx, stream).Result()
+	if redis.HasErrorPrefix(err, "no such key") {
+		if pos == "$" {
+			pos = "0"
+		}
+		return start{id: pos, counted: true}, nil
+	}
+	if err != nil {
+		return start{}, err
+	}
+	switch pos {
+	case "0", "0-0":
+		return start{id: "0", entriesRead: max(info.EntriesAdded-info.Length, 0), counted: true}, nil
+	case "$":
+		return start{id: info.LastGeneratedID, entriesRead: info.EntriesAdded, counted: true}, nil
+	}
+	n, exact, err := countRange(ctx, c, stream, pos, info.LastGeneratedID, countLimit)
+	if err != nil {
+		return start{}, err
+	}
+	return start{id: pos, entriesRead: max(info.EntriesAdded-n, 0), counted: exact}, nil
 }

@@ -50,6 +50,9 @@ const (
 	// DeadLetterSuffix is appended to the stream's name to name its
 	// default dead-letter stream.
 	DeadLetterSuffix = ":dlq"
+	// DefaultDeadLetterMaxLen is how many dead letters the dead-letter
+	// stream keeps by default (about: MAXLEN ~).
+	DefaultDeadLetterMaxLen = 100_000
 )
 
 // Config configures a Source. Zero fields mean the defaults; New validates
@@ -66,6 +69,10 @@ type Config struct {
 	// DeadLetterStream is the key of the stream dead letters are added
 	// to; it must differ from Stream. Default Stream + ":dlq".
 	DeadLetterStream string
+	// DeadLetterMaxLen is the dead-letter stream's retention: each dead
+	// letter added trims it to about this many entries (XADD MAXLEN ~),
+	// the oldest first. Negative: no limit. Default DefaultDeadLetterMaxLen.
+	DeadLetterMaxLen int64
 	// ClaimMinIdle is the lease of a delivered entry: entries of any
 	// consumer (this one included) idle longer than this are claimed and
 	// delivered again. Extend renews the lease; ExtendEvery is a third of
@@ -119,6 +126,7 @@ type Source struct {
 	inflight map[string]time.Time
 
 	// Owned by the goroutine calling Fetch.
+	counting    bool               // the group's read counter is known to be set (see countReads)
 	recovering  bool               // the own pending list may hold entries not handed out
 	recoverFrom string             // XPENDING cursor of the recovery ("-" or "(id")
 	claimFrom   string             // XAUTOCLAIM cursor
@@ -180,6 +188,12 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.DeadLetterStream == "" {
 		cfg.DeadLetterStream = cfg.Stream + DeadLetterSuffix
+	}
+	switch {
+	case cfg.DeadLetterMaxLen == 0:
+		cfg.DeadLetterMaxLen = DefaultDeadLetterMaxLen
+	case cfg.DeadLetterMaxLen < 0:
+		cfg.DeadLetterMaxLen = 0 // no MAXLEN
 	}
 	if cfg.DeadLetterStream == cfg.Stream {
 		return fmt.Errorf("redisstream: dead-letter stream %q must differ from the stream", cfg.DeadLetterStream)
@@ -245,6 +259,11 @@ func (s *Source) Fetch(ctx context.Context, max int, wait time.Duration) ([]cons
 			return msgs, err
 		}
 	}
+	if !s.counting {
+		if err := s.countReads(ctx); err != nil {
+			return nil, err
+		}
+	}
 	deadline := s.now().Add(wait)
 	for {
 		if now := s.now(); !now.Before(s.nextClaim) {
@@ -268,6 +287,32 @@ func (s *Source) Fetch(ctx context.Context, max int, wait time.Duration) ([]cons
 	}
 }
 
+// countReads makes sure, before this consumer's first read, that Redis
+// counts the group's reads (see lua.StreamInitReadCounter), so entries
+// trimmed before any worker read them show in the group's lag and Trimmed
+// counts them.
+//
+// A missing group is an error; a refused command (a worker ACL without
+// +xgroup|setid) is logged, and the worker reads on without it.
+func (s *Source) countReads(ctx context.Context) error {
+	set, err := lua.StreamInitReadCounter(ctx, s.c, s.cfg.Stream, s.cfg.Group)
+	if err != nil {
+		err = s.wrap("", err)
+		if errors.Is(err, consumer.ErrGroupMissing) || consumer.Classify(err) != consumer.Fatal {
+			return err
+		}
+		s.log.Error("cannot give the group a read counter; entries trimmed before the group's first read will not be counted (a refused command: grant the worker's Redis user +xgroup|setid, see README, Security)",
+			"err", err)
+		s.counting = true
+		return nil
+	}
+	if set {
+		s.log.Info("the group had read nothing and had no read counter; set it to 0, so entries trimmed before they are read are counted")
+	}
+	s.counting = true
+	return nil
+}
+
 // read runs one XREADGROUP > for up to max entries, blocking at most
 // min(wait, MaxBlock, ctx's deadline); under 1ms it does not block.
 func (s *Source) read(ctx context.Context, max int, wait time.Duration) ([]consumer.Message, error) {
@@ -280,24 +325,32 @@ func (s *Source) read(ctx context.Context, max int, wait time.Duration) ([]consu
 	}
 	a := &s.readArgs
 	a.Count, a.Block = int64(max), block
-	streams, err := s.c.XReadGroup(ctx, a).Result()
-	if err != nil && err != redis.Nil {
+	args := [...]any{"XREADGROUP", "GROUP", a.Group, a.Consumer, "COUNT", a.Count, "BLOCK", a.Block.Milliseconds(), "STREAMS", s.cfg.Stream, ">"}
+	cmdArgs := args[:]
+	if block < 0 {
+		cmdArgs = append(args[:6:6], args[8:]...) // no BLOCK
+	}
+	// The raw reply keeps every field of an entry in order (see message);
+	// payloads are not copied out of it.
+	cmd := redis.NewRawCmd(ctx, cmdArgs...)
+	_ = s.c.Process(ctx, cmd)
+	raw, err := cmd.Result()
+	var entries []entry
+	if err == nil {
+		entries, err = parseReadGroup(raw)
+	}
+	if err != nil {
 		// The server may have delivered entries whose reply was lost:
 		// they sit in this consumer's pending list.
 		s.startRecovery()
 		return nil, s.wrap("xreadgroup", err)
 	}
-	var xs []redis.XMessage // one stream was read
-	if len(streams) > 0 {
-		xs = streams[0].Messages
-	}
-	if len(xs) == 0 {
+	if len(entries) == 0 {
 		return nil, nil
 	}
-	msgs := make([]consumer.Message, len(xs))
-	buf := make([]byte, 0, dataSize(xs))
-	for i := range xs {
-		msgs[i], buf = s.message(&xs[i], 1, buf)
+	msgs := make([]consumer.Message, len(entries))
+	for i := range entries {
+		msgs[i] = s.message(&entries[i], 1)
 	}
 	s.hold(msgs)
 	return msgs, nil
@@ -371,14 +424,13 @@ func (s *Source) Ack(ctx context.Context, msgs []consumer.Message) error {
 // DeadLetter moves msgs to the dead-letter stream and acknowledges them,
 // atomically, in one script call: each becomes an entry of
 // DeadLetterStream with the fields data, ct, reason, original_id,
-// deliveries, stream, group, consumer and dead_lettered_at (Unix ms). A
-// failed call moves and acknowledges nothing. Entries no longer pending
+// deliveries, data_size and data_sha256 (of the whole payload, which data
+// may hold only the first bytes of), stream, group, consumer and
+// dead_lettered_at (Unix ms); the dead-letter stream is trimmed to about
+// DeadLetterMaxLen entries. A failed call moves and acknowledges nothing. Entries no longer pending
 // (acknowledged meanwhile by a consumer that took them over) are skipped,
 // so nothing is dead-lettered twice. Lost messages have nothing to move:
 // they are only acknowledged.
-//
-// For an entry that had no data field, the reason is prefixed with that
-// fact (the decoder, given no data, can only say the input ended early).
 func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) error {
 	if len(msgs) == 0 {
 		return nil
@@ -392,16 +444,13 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []consumer.DeadLetter) err
 			lost = append(lost, m.Message)
 			continue
 		}
-		reason := m.Reason
-		if nd, ok := m.Handle.(*noData); ok {
-			reason = nd.reason() + "; " + reason
-		}
+		size, sha := m.Payload()
 		entries = append(entries, lua.DeadLetterEntry{
-			ID: m.ID, Data: m.Data, ContentType: m.ContentType, Reason: reason, Deliveries: m.Deliveries,
+			ID: m.ID, Data: m.Data, ContentType: m.ContentType, Reason: m.Reason, Deliveries: m.Deliveries, Size: size, SHA256: sha,
 		})
 		ids = append(ids, m.ID)
 	}
-	moved, err := lua.StreamDeadLetter(ctx, s.c, s.g, s.cfg.DeadLetterStream, s.now().UnixMilli(), entries)
+	moved, err := lua.StreamDeadLetter(ctx, s.c, s.g, s.cfg.DeadLetterStream, s.now().UnixMilli(), s.cfg.DeadLetterMaxLen, entries)
 	if err != nil {
 		return s.wrap("", err)
 	}

@@ -3,6 +3,8 @@ package redisstream
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +18,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/consumertest"
 	"github.com/streamindex/indexer/internal/testserver"
@@ -92,7 +93,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Stream: "idx:events", Group: "indexer", Consumer: "a", DeadLetterStream: "idx:events:dlq",
+	want := Config{Stream: "idx:events", Group: "indexer", Consumer: "a", DeadLetterStream: "idx:events:dlq", DeadLetterMaxLen: 100_000,
 		ClaimMinIdle: time.Minute, ClaimEvery: 15 * time.Second, MaxBlock: 250 * time.Millisecond, DeadConsumerIdle: time.Hour}
 	got := s.cfg
 	got.Logger = nil
@@ -288,8 +289,10 @@ func TestDeadLetterEntry(t *testing.T) {
 		t.Errorf("dead_lettered_at %d, want about %d", at, before)
 	}
 	delete(xs[0].Values, "dead_lettered_at")
+	sum := sha256.Sum256(msgpack)
 	want := map[string]any{"data": string(msgpack), "ct": "msgpack", "reason": "invalid event: field v: bad",
-		"original_id": ids[0], "deliveries": "1", "stream": g.stream, "group": g.grp, "consumer": "w1"}
+		"original_id": ids[0], "deliveries": "1", "stream": g.stream, "group": g.grp, "consumer": "w1",
+		"data_size": "4", "data_sha256": hex.EncodeToString(sum[:])}
 	if fmt.Sprint(xs[0].Values) != fmt.Sprint(want) {
 		t.Errorf("dead letter fields\n %v\nwant\n %v", xs[0].Values, want)
 	}
@@ -340,36 +343,88 @@ func TestDeadLetterFails(t *testing.T) {
 	}
 }
 
-// TestNoDataField: an entry without a data field is handed out (to be
-// dead-lettered as invalid), and its dead letter says what is wrong.
-func TestNoDataField(t *testing.T) {
+// TestMalformedEntries: an entry must have one data field, at most one ct
+// and nothing but the fields dlq requeue adds. Any other comes out of
+// every path (read, claim, recovery) Malformed, with a reason naming its
+// fields, its first data and ct kept; the dead letter carries the reason.
+// go-redis's XMessage keeps fields in a map, where a second data replaces
+// the first: the source must see the entry's own field list.
+func TestMalformedEntries(t *testing.T) {
 	ctx := context.Background()
-	g := newGroup(t, time.Minute)
-	id, err := g.c.XAdd(ctx, &redis.XAddArgs{Stream: g.stream, Values: []any{"payload", "{}", "ct", "json"}}).Result()
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name   string
+		fields []any
+		reason string // "" for a well-formed entry
+	}{
+		{"data twice", []any{"data", `{"a":1}`, "data", `{"b":2}`, "ct", "json"}, `has fields other than one data and one ct (its fields: "data", "data", "ct")`},
+		{"ct twice", []any{"data", `{"a":1}`, "ct", "json", "ct", "msgpack"}, `(its fields: "data", "ct", "ct")`},
+		{"an unknown field", []any{"data", `{"a":1}`, "trace", "x"}, `(its fields: "data", "trace")`},
+		{"no data", []any{"payload", "{}", "ct", "json"}, `stream entry has no "data" field (its fields: "payload", "ct")`},
+		{"requeued", []any{"data", `{"a":1}`, "ct", "json", "requeued_from", "1-1", "original_id", "0-1"}, ""},
+		{"data only", []any{"data", `{"a":1}`}, ""},
 	}
-	s := g.source(t, "a")
-	got := fetchAll(t, s, 1, 5*time.Second)
-	m := got[0]
-	if m.ID != id || m.Data != nil || m.Lost || m.ContentType != "json" {
-		t.Fatalf("got %+v", m)
-	}
-	_, derr := event.Decode(event.JSON, m.Data)
-	if derr == nil {
-		t.Fatal("the codec accepted no data")
-	}
-	if err := s.DeadLetter(ctx, []consumer.DeadLetter{{Message: m, Reason: derr.Error()}}); err != nil {
-		t.Fatal(err)
-	}
-	xs := g.c.XRange(ctx, g.dlq, "-", "+").Val()
-	if len(xs) != 1 {
-		t.Fatalf("dead letters: %v", xs)
-	}
-	reason := fmt.Sprint(xs[0].Values["reason"])
-	want := `stream entry has no "data" field (its fields: "ct", "payload"); writers must publish fields data and ct; ` + derr.Error()
-	if reason != want {
-		t.Errorf("reason %q, want %q", reason, want)
+	for _, path := range []string{"read", "claim", "recovery"} {
+		t.Run(path, func(t *testing.T) {
+			g := newGroup(t, 100*time.Millisecond)
+			var ids []string
+			for _, c := range cases {
+				id, err := g.c.XAdd(ctx, &redis.XAddArgs{Stream: g.stream, Values: c.fields}).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			s := g.source(t, "a")
+			var got []consumer.Message
+			switch path {
+			case "read":
+				got = fetchAll(t, s, len(cases), 5*time.Second)
+			case "claim":
+				fetchAll(t, g.source(t, "dead"), len(cases), 5*time.Second)
+				time.Sleep(150 * time.Millisecond)
+				got = fetchAll(t, s, len(cases), 5*time.Second)
+			case "recovery":
+				fetchAll(t, s, len(cases), 5*time.Second)
+				s = g.source(t, "a") // a restarted under the same name
+				got = fetchAll(t, s, len(cases), 5*time.Second)
+			}
+			for i, c := range cases {
+				m := got[i]
+				if m.ID != ids[i] {
+					t.Fatalf("message %d is %s, want %s", i, m.ID, ids[i])
+				}
+				if !strings.Contains(m.Malformed, c.reason) || (c.reason == "") != (m.Malformed == "") {
+					t.Errorf("%s: Malformed %q, want it to say %q", c.name, m.Malformed, c.reason)
+				}
+				first := func(name string) string {
+					for k := 0; k < len(c.fields); k += 2 {
+						if c.fields[k] == name {
+							return c.fields[k+1].(string)
+						}
+					}
+					return ""
+				}
+				if string(m.Data) != first("data") || m.ContentType != first("ct") {
+					t.Errorf("%s: data %q ct %q, want the first data %q and ct %q", c.name, m.Data, m.ContentType, first("data"), first("ct"))
+				}
+			}
+			var dead []consumer.DeadLetter
+			for _, m := range got {
+				if m.Malformed != "" {
+					dead = append(dead, consumer.DeadLetter{Message: m, Reason: m.Malformed})
+				}
+			}
+			if err := s.DeadLetter(ctx, dead); err != nil {
+				t.Fatal(err)
+			}
+			xs := g.c.XRange(ctx, g.dlq, "-", "+").Val()
+			if len(xs) != 4 {
+				t.Fatalf("%d dead letters, want 4", len(xs))
+			}
+			if r := fmt.Sprint(xs[0].Values["reason"]); !strings.HasPrefix(r, "stream entry has fields other than one data and one ct") || xs[0].Values["data"] != `{"a":1}` {
+				t.Errorf("dead letter of data twice: %v", xs[0].Values)
+			}
+		})
 	}
 }
 
@@ -679,4 +734,41 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDeadLetterRetention: a dead letter keeps the prefix and the whole
+// payload's size and digest the loop gave it (DeadLetters reports it
+// truncated), and the dead-letter stream is trimmed to about
+// DeadLetterMaxLen entries, the oldest first.
+func TestDeadLetterRetention(t *testing.T) {
+	ctx := context.Background()
+	g := newGroup(t, time.Minute)
+	g.publish(t, raws(300)...)
+	cfg := g.config("a")
+	cfg.DeadLetterMaxLen = 10
+	s, err := New(g.c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fetchAll(t, s, 300, 5*time.Second)
+	dead := make([]consumer.DeadLetter, len(got))
+	for i, m := range got {
+		dead[i] = consumer.DeadLetter{Message: m, Reason: "bad", Size: 1000, SHA256: "abc"}
+	}
+	for i := 0; i < len(dead); i += 50 {
+		if err := s.DeadLetter(ctx, dead[i:i+50]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := g.c.XLen(ctx, g.dlq).Val(); n < 10 || n >= 300 {
+		t.Errorf("the dead-letter stream holds %d entries, want about 10 (MAXLEN ~)", n)
+	}
+	list, err := DeadLetters(ctx, g.c, g.dlq, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := list[len(list)-1]
+	if last.OriginalID != got[299].ID || last.Size != 1000 || last.SHA256 != "abc" || !last.Truncated() {
+		t.Errorf("newest dead letter %+v, want %s, size 1000, truncated", last, got[299].ID)
+	}
 }
