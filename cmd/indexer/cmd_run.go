@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -34,6 +35,8 @@ type workerOptions struct {
 	claimMinIdle    time.Duration
 	shutdownTimeout time.Duration
 	metricsAddr     string
+	pprofAddr       string
+	pprofRemote     bool
 }
 
 func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
@@ -48,6 +51,10 @@ func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed to finish and acknowledge the batch in flight")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464",
 		"`address` serving /metrics, /healthz and /readyz (127.0.0.1:0 picks a free port, empty disables)")
+	fs.StringVar(&o.pprofAddr, "pprof", "",
+		"serve Go's profiles under /debug/pprof/ on this `address` (default off; a loopback address unless --pprof-remote; /debug/pprof/cmdline is never served)")
+	fs.BoolVar(&o.pprofRemote, "pprof-remote", false,
+		"allow --pprof on an address other than loopback (profiles show the program's internals: expose them only to a trusted network)")
 	return o
 }
 
@@ -77,6 +84,11 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if wo.consumer == "" {
 			wo.consumer = defaultConsumerName()
 		}
+		if wo.pprofAddr != "" && !wo.pprofRemote {
+			if err := telemetry.CheckLoopback(wo.pprofAddr); err != nil {
+				return usagef("--pprof %s: %v; profiles are served on loopback only, unless --pprof-remote", wo.pprofAddr, err)
+			}
+		}
 		log, err := lo.logger(a)
 		if err != nil {
 			return err
@@ -94,7 +106,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		defer rc.Close()
 		defer startPublisher(ctx, qo, x, log)()
 
-		metrics := telemetry.NewMetrics(so.source)
+		metrics := telemetry.NewMetrics(so.source, metricLabels(so.source))
 		var src consumer.Source
 		var oldest func(context.Context) (time.Time, bool, error) // for tombstone collection
 		switch so.source {
@@ -117,7 +129,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 					return err
 				}
 			}
-			jcfg := jetstream.Config{Stream: so.stream, Consumer: so.group, MaxDeliver: wo.maxDeliver, Logger: log}
+			jcfg := jetstream.Config{Stream: so.stream, Consumer: so.group, MaxDeliver: wo.maxDeliver, DeadLetterStream: so.deadLetter, Logger: log}
 			if src, err = jetstream.New(ctx, js, jcfg); err != nil {
 				return err
 			}
@@ -136,19 +148,29 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		var wg sync.WaitGroup
 		srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 		defer func() { stopSrv(); wg.Wait() }()
-		if wo.metricsAddr != "" {
-			srv, err := telemetry.Listen(wo.metricsAddr, metrics.Handler())
-			if err != nil {
-				return fmt.Errorf("--metrics-addr %s: %v (pick another address, or 127.0.0.1:0 for any free port)", wo.metricsAddr, err)
+		serve := func(flag, addr string, h http.Handler, msg string) error {
+			if addr == "" {
+				return nil
 			}
-			log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr())
+			srv, err := telemetry.Listen(addr, h)
+			if err != nil {
+				return fmt.Errorf("--%s %s: %v (pick another address, or 127.0.0.1:0 for any free port)", flag, addr, err)
+			}
+			log.Info(msg, "addr", srv.Addr())
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				if err := srv.Serve(srvCtx, log); err != nil {
-					log.Error("metrics server", "err", err)
+					log.Error("http server", "flag", flag, "err", err)
 				}
 			}()
+			return nil
+		}
+		if err := serve("metrics-addr", wo.metricsAddr, metrics.Handler(), "serving /metrics, /healthz, /readyz"); err != nil {
+			return err
+		}
+		if err := serve("pprof", wo.pprofAddr, telemetry.PprofHandler(), "serving Go profiles under /debug/pprof/"); err != nil {
+			return err
 		}
 
 		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
@@ -188,4 +210,13 @@ func explainRun(err error, so *streamOptions) error {
 			err, so.source, so.stream, so.group)
 	}
 	return err
+}
+
+// metricLabels are the label values the worker's counters start with (at
+// 0): the consume loop's, and with NATS the advisories' too.
+func metricLabels(source string) telemetry.Labels {
+	if source == sourceNATS {
+		return jetstream.MetricLabels()
+	}
+	return consumer.MetricLabels()
 }

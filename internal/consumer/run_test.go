@@ -289,7 +289,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 			}
 			return nil
 		}}
-		m := telemetry.NewMetrics("test")
+		m := telemetry.NewMetrics("test", consumer.MetricLabels())
 		stop := runLoop(t, consumer.Config{Source: src, Index: x, Metrics: m, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second})
 		src.push(msgs(0, 3)...)
 		time.Sleep(150 * time.Millisecond)
