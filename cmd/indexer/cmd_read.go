@@ -201,41 +201,19 @@ func setupStats(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			return err
 		}
 		defer c.Close()
-		tables, err := x.Tables(ctx)
+		keep := func(db, table string) bool {
+			return (tf.database == "" || db == tf.database) && (tf.table == "" || table == tf.table)
+		}
+		all, err := tableDocs(ctx, x, keep, time.Now(), *format == "json")
 		if err != nil {
 			return err
-		}
-		var all []index.TableStats
-		for _, t := range tables {
-			if tf.database != "" && t[0] != tf.database || tf.table != "" && t[1] != tf.table {
-				continue
-			}
-			st, err := x.Stats(ctx, t[0], t[1])
-			if err != nil {
-				return err
-			}
-			all = append(all, st)
 		}
 		if *format == "json" {
 			enc := json.NewEncoder(a.stdout)
 			enc.SetIndent("", "  ")
-			if all == nil {
-				all = []index.TableStats{}
-			}
 			return enc.Encode(all)
 		}
-		if len(all) == 0 {
-			fmt.Fprintln(a.stdout, "no tables indexed yet")
-			return nil
-		}
-		fmt.Fprintf(a.stdout, "%-20s %-20s %10s %15s %15s %-30s %s\n", "DATABASE", "TABLE", "FILES", "BYTES", "ROWS", "NEWEST_EVENT", "AGE")
-		for _, s := range all {
-			age := "-"
-			if s.LastEventNanos > 0 {
-				age = time.Since(time.Unix(0, s.LastEventNanos)).Round(time.Second).String()
-			}
-			fmt.Fprintf(a.stdout, "%-20s %-20s %10d %15d %15d %-30s %s\n", s.Database, s.Table, s.Files, s.Bytes, s.Rows, formatTime(s.LastEventNanos), age)
-		}
+		printTables(a.stdout, all)
 		return nil
 	}
 }
