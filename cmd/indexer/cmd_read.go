@@ -63,7 +63,7 @@ func setupGet(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if len(args) != 1 {
 			return usagef("give exactly one PATH (date=YYYY-MM-DD/hour=HH/<name>.<N>.parquet)")
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func setupQuery(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if err != nil {
 			return err
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err
 		}
@@ -196,7 +196,7 @@ func setupStats(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if *format != "table" && *format != "json" {
 			return usagef("--format %q: use table or json", *format)
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if (tf.database == "") != (tf.table == "") {
 			return usagef("give both --database and --table, or neither")
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err
 		}

@@ -116,6 +116,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			if err != nil {
 				return usagef("%v", err)
 			}
+			if err := redisstream.LoadScripts(ctx, rc); err != nil {
+				return ro.explain(err)
+			}
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc, so.stream) }
 		case sourceNATS:
 			_, js, closeNATS, err := no.connect(log, "indexer "+wo.consumer)

@@ -91,7 +91,7 @@ func setupStatus(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 		if *format != "table" && *format != "json" {
 			return usagef("--format %q: use table or json", *format)
 		}
-		c, err := oo.open(ctx, a, true)
+		c, err := oo.open(ctx, a, readsIndex)
 		if err != nil {
 			return err
 		}

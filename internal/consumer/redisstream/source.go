@@ -133,6 +133,12 @@ var (
 	_ consumer.TrimCounter     = (*Source)(nil)
 )
 
+// LoadScripts loads the source's Redis scripts into c's script cache, so
+// that a broken script fails at start-up rather than at the first dead
+// letter or claim; a worker calls it once. (Scripts run with EVALSHA and
+// fall back to EVAL, so skipping it changes nothing else.)
+func LoadScripts(ctx context.Context, c redis.Scripter) error { return lua.LoadStream(ctx, c) }
+
 // New validates cfg, applies its defaults and returns a Source reading
 // through c. It starts no goroutine and does not contact Redis: a missing
 // group shows at the first Fetch. c is shared: Close does not close it.
