@@ -11,7 +11,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// Defaults shared by Setup, New and the Publisher (DESIGN.md §2).
+// Defaults shared by Setup, New and the Publisher (docs/DESIGN.md §2).
 const (
 	DefaultStream           = "IDX_EVENTS"
 	DefaultDeadLetters      = "IDX_DLQ"
