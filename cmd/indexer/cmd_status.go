@@ -162,7 +162,7 @@ func (o *failOptions) check(doc statusDoc) error {
 	if len(why) == 0 {
 		return nil
 	}
-	return errors.New("status: " + strings.Join(why, "; "))
+	return errors.New(strings.Join(why, "; "))
 }
 
 func statusDocument(source string, st consumer.StreamStatus, now time.Time) statusDoc {
