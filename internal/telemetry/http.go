@@ -17,8 +17,10 @@ import (
 // (see PprofHandler).
 //
 // /metrics is never compressed: the page is small (about 15 KB), and gzip
-// tripled the CPU a scrape costs the worker (BenchmarkScrape: about 1.5 ms
-// against 0.4 ms on the development machine).
+// cost more CPU than the rest of a scrape. With the process collector
+// cached (NewMetrics), a scrape costs the worker about 0.3 ms of CPU,
+// against 1.4 ms before (BenchmarkScrape, cpu-µs/op, gzip accepted, on the
+// development machine).
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, DisableCompression: true}))
