@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/streamindex/indexer/internal/consumer"
+	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/telemetry"
 )
 
@@ -39,8 +40,8 @@ func exported(t *testing.T) catalog {
 			}
 		}
 	}
-	for _, source := range []string{"redis", "nats"} {
-		mfs, err := telemetry.NewMetrics(source, consumer.MetricLabels()).Registry().Gather()
+	for source, labels := range map[string]telemetry.Labels{"redis": consumer.MetricLabels(), "nats": jetstream.MetricLabels()} {
+		mfs, err := telemetry.NewMetrics(source, labels).Registry().Gather()
 		if err != nil {
 			t.Fatal(err)
 		}
