@@ -147,6 +147,7 @@ func healthy() world {
 		w[key("indexer_dead_letters_total", l("kind", "invalid"))] = constant(3)
 		w[key("indexer_dead_letters_total", l("kind", "max_deliver"))] = constant(0)
 		w[key("indexer_lost_messages_total", l())] = constant(0)
+		w[key("indexer_events_outside_hour_total", l())] = constant(0)
 		for _, step := range []string{"fetch", "apply", "ack", "dead_letter", "backlog"} {
 			for _, class := range []string{"retry", "poison", "fatal"} {
 				w[key("indexer_failures_total", l("step", step, "class", class))] = constant(0)
@@ -232,6 +233,8 @@ func TestAlertsFire(t *testing.T) {
 			[]string{"IndexerEventsDelayed"}},
 		{"dead letters", healthy().set("indexer_dead_letters_total", map[string]string{"kind": "invalid"}, stepAt(3*time.Minute, 3, 8)),
 			[]string{"IndexerDeadLetters"}},
+		{"files outside their hour", healthy().set("indexer_events_outside_hour_total", w1, stepAt(20*time.Minute, 0, 4)),
+			[]string{"IndexerEventsOutsideHour"}},
 		{"lost messages", healthy().set("indexer_lost_messages_total", w1, stepAt(5*time.Minute, 0, 10)), []string{"IndexerLostMessages"}},
 		{"apply failing", healthy().set("indexer_failures_total", map[string]string{"step": "apply", "class": "retry"}, rising(0.5)),
 			[]string{"IndexerApplyFailures"}},

@@ -10,6 +10,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -226,7 +228,13 @@ func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if (tf.database == "") != (tf.table == "") {
 			return usagef("give both --database and --table, or neither")
 		}
-		x, c, err := ro.readIndex(ctx)
+		open := ro.readIndex // a check only reads; a repair writes, with scripts
+		if *repair {
+			open = func(ctx context.Context) (*index.Index, redis.UniversalClient, error) {
+				return ro.openIndex(ctx, index.Config{})
+			}
+		}
+		x, c, err := open(ctx)
 		if err != nil {
 			return err
 		}
