@@ -25,10 +25,10 @@ endif
 FAULT_SUMMARY := $(CURDIR)/var/fault-summary.txt
 SOAK_EVENTS ?= 1000000
 
-.PHONY: help build image run demo test soak need-redis fuzz bench gobench lint clean
+.PHONY: help build image run demo test test-deploy soak need-redis fuzz bench gobench lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 build: ## build bin/indexer (with VERSION and REVISION for --version)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/indexer
@@ -42,8 +42,14 @@ run: build ## run a worker in the foreground (NATS embedded, Redis at INDEXER_RE
 demo: build ## the whole job end to end on loopback: Redis + embedded NATS, 100,000 events, then stats and a query
 	./scripts/demo.sh
 
-test: need-redis ## every test, unit and integration, against real servers the tests start (needs redis-server)
+test: need-redis ## every test, unit and integration, against real servers the tests start (needs redis-server), and deploy/'s checks
 	$(call with_fault_summary,$(GO) test $(TESTFLAGS) $(PKG))
+ifeq ($(PKG),./...)
+	$(MAKE) --no-print-directory test-deploy
+endif
+
+test-deploy: ## check deploy/: alerting rules (as promtool does, and evaluated), dashboard queries, compose file (a module of its own)
+	cd deploy && $(GO) test $(TESTFLAGS) ./...
 
 soak: need-redis ## the fault-injection chaos run with SOAK_EVENTS (default 1,000,000) events per source (about 10 minutes per 1M)
 	$(call with_fault_summary,INDEXER_SOAK_EVENTS=$(SOAK_EVENTS) $(GO) test -count=1 -timeout 3h -v -run '^TestChaos$$' ./test/integration)
@@ -73,6 +79,7 @@ gobench: ## Go benchmarks with allocations (BenchmarkApply reports Redis CPU µs
 
 lint: ## go vet and staticcheck
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
 clean: ## remove build output and demo state

@@ -5,7 +5,7 @@
 //
 // Decoding is strict: unknown or duplicate fields, invalid UTF-8, numbers that
 // are not exact integers where integers are required, and every rule of
-// DESIGN.md §2 produce a *ValidationError naming the field and the reason.
+// docs/DESIGN.md §2 produce a *ValidationError naming the field and the reason.
 // A decoded Event is always valid; Encode refuses to write an invalid one.
 //
 // Writers build events with Created, Deleted and Replaced (ids from

@@ -97,7 +97,7 @@ func setupDLQ(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err := oo.so.validate(); err != nil {
 			return err
 		}
-		c, err := oo.open(ctx, a, false)
+		c, err := oo.open(ctx, a, noIndex)
 		if err != nil {
 			return err
 		}

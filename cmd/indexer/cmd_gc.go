@@ -79,7 +79,7 @@ func setupGC(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if gco.minAge < 0 {
 			return usagef("--tombstone-min-age must not be negative")
 		}
-		c, err := oo.open(ctx, a, true)
+		c, err := oo.open(ctx, a, writesIndex)
 		if err != nil {
 			return err
 		}

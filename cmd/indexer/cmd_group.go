@@ -37,7 +37,7 @@ func setupGroup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if err != nil {
 			return err
 		}
-		c, err := oo.open(ctx, a, false)
+		c, err := oo.open(ctx, a, noIndex)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/streamindex/indexer/internal/index"
 )
 
@@ -63,7 +65,7 @@ func setupGet(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if len(args) != 1 {
 			return usagef("give exactly one PATH (date=YYYY-MM-DD/hour=HH/<name>.<N>.parquet)")
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err
 		}
@@ -115,7 +117,7 @@ func setupQuery(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if err != nil {
 			return err
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err
 		}
@@ -196,46 +198,24 @@ func setupStats(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if *format != "table" && *format != "json" {
 			return usagef("--format %q: use table or json", *format)
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		tables, err := x.Tables(ctx)
+		keep := func(db, table string) bool {
+			return (tf.database == "" || db == tf.database) && (tf.table == "" || table == tf.table)
+		}
+		all, err := tableDocs(ctx, x, keep, time.Now(), *format == "json")
 		if err != nil {
 			return err
-		}
-		var all []index.TableStats
-		for _, t := range tables {
-			if tf.database != "" && t[0] != tf.database || tf.table != "" && t[1] != tf.table {
-				continue
-			}
-			st, err := x.Stats(ctx, t[0], t[1])
-			if err != nil {
-				return err
-			}
-			all = append(all, st)
 		}
 		if *format == "json" {
 			enc := json.NewEncoder(a.stdout)
 			enc.SetIndent("", "  ")
-			if all == nil {
-				all = []index.TableStats{}
-			}
 			return enc.Encode(all)
 		}
-		if len(all) == 0 {
-			fmt.Fprintln(a.stdout, "no tables indexed yet")
-			return nil
-		}
-		fmt.Fprintf(a.stdout, "%-20s %-20s %10s %15s %15s %-30s %s\n", "DATABASE", "TABLE", "FILES", "BYTES", "ROWS", "NEWEST_EVENT", "AGE")
-		for _, s := range all {
-			age := "-"
-			if s.LastEventNanos > 0 {
-				age = time.Since(time.Unix(0, s.LastEventNanos)).Round(time.Second).String()
-			}
-			fmt.Fprintf(a.stdout, "%-20s %-20s %10d %15d %15d %-30s %s\n", s.Database, s.Table, s.Files, s.Bytes, s.Rows, formatTime(s.LastEventNanos), age)
-		}
+		printTables(a.stdout, all)
 		return nil
 	}
 }
@@ -248,7 +228,13 @@ func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if (tf.database == "") != (tf.table == "") {
 			return usagef("give both --database and --table, or neither")
 		}
-		x, c, err := ro.openIndex(ctx, index.Config{})
+		open := ro.readIndex // a check only reads; a repair writes, with scripts
+		if *repair {
+			open = func(ctx context.Context) (*index.Index, redis.UniversalClient, error) {
+				return ro.openIndex(ctx, index.Config{})
+			}
+		}
+		x, c, err := open(ctx)
 		if err != nil {
 			return err
 		}

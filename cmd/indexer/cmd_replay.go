@@ -94,7 +94,7 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 		if err != nil {
 			return err
 		}
-		c, err := oo.open(ctx, a, true)
+		c, err := oo.open(ctx, a, writesIndex)
 		if err != nil {
 			return err
 		}

@@ -39,6 +39,8 @@ type workerOptions struct {
 	metricsAddr      string
 	deadLetterBytes  int
 	deadLetterMaxLen int64
+	pprofAddr        string
+	pprofRemote      bool
 }
 
 func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
@@ -58,6 +60,10 @@ func addWorkerFlags(fs *flag.FlagSet) *workerOptions {
 	fs.IntVar(&o.deadLetterBytes, "dead-letter-max-bytes", 0,
 		"a dead letter keeps at most this many `bytes` of its payload, with the whole payload's size and SHA-256 (such a dead letter cannot be requeued); default --max-message-bytes")
 	addDeadLetterMaxLen(fs, &o.deadLetterMaxLen)
+	fs.StringVar(&o.pprofAddr, "pprof", "",
+		"serve Go's profiles under /debug/pprof/ on this `address` (default off; a loopback address unless --pprof-remote; /debug/pprof/cmdline is never served)")
+	fs.BoolVar(&o.pprofRemote, "pprof-remote", false,
+		"allow --pprof on an address other than loopback (profiles show the program's internals: expose them only to a trusted network)")
 	return o
 }
 
@@ -88,6 +94,11 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if wo.consumer == "" {
 			wo.consumer = defaultConsumerName()
 		}
+		if wo.pprofAddr != "" && !wo.pprofRemote {
+			if err := telemetry.CheckLoopback(wo.pprofAddr); err != nil {
+				return usagef("--pprof %s: %v; profiles are served on loopback only, unless --pprof-remote", wo.pprofAddr, err)
+			}
+		}
 		log, err := lo.logger(a)
 		if err != nil {
 			return err
@@ -116,12 +127,17 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		defer exitAfter(deadline, shutdownMargin, log)()
 
 		// /healthz answers from the start, /readyz once batches flow.
-		metrics := telemetry.NewMetrics(so.source)
-		stopMetrics, err := serveMetrics(wo.metricsAddr, metrics, deadline, log)
+		metrics := telemetry.NewMetrics(so.source, metricLabels(so.source))
+		stopMetrics, err := serveHTTP("metrics-addr", wo.metricsAddr, metrics.Handler(), "serving /metrics, /healthz, /readyz", deadline, log)
 		if err != nil {
 			return err
 		}
 		defer stopMetrics()
+		stopPprof, err := serveHTTP("pprof", wo.pprofAddr, telemetry.PprofHandler(), "serving Go profiles under /debug/pprof/", deadline, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
 
 		// The servers may not be up yet (an orchestrator starts everything
 		// at once): wait for them, not ready meanwhile.
@@ -148,6 +164,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			if err != nil {
 				return usagef("%v", err)
 			}
+			if err := redisstream.LoadScripts(ctx, rc); err != nil {
+				return ro.explain(err)
+			}
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc, so.stream) }
 		case sourceNATS:
 			var nc *nats.Conn
@@ -173,7 +192,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 					return err
 				}
 			}
-			jcfg := jetstream.Config{Stream: so.stream, Consumer: so.group, MaxDeliver: wo.maxDeliver, Logger: log}
+			jcfg := jetstream.Config{Stream: so.stream, Consumer: so.group, MaxDeliver: wo.maxDeliver, DeadLetterStream: so.deadLetter, Logger: log}
 			err = consumer.Await(ctx, await, "NATS consumer "+so.group+" of stream "+so.stream, func(ctx context.Context) (err error) {
 				src, err = jetstream.New(ctx, js, jcfg)
 				return err
@@ -245,4 +264,13 @@ func explainRun(err error, so *streamOptions) error {
 	}
 	return fmt.Errorf("%s: create it with 'indexer setup --source %s --stream %s --group %s' (workers never create it themselves: that could skip events)",
 		what, so.source, so.stream, so.group)
+}
+
+// metricLabels are the label values the worker's counters start with (at
+// 0): the consume loop's, and with NATS the advisories' too.
+func metricLabels(source string) telemetry.Labels {
+	if source == sourceNATS {
+		return jetstream.MetricLabels()
+	}
+	return consumer.MetricLabels()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -79,20 +80,10 @@ type deadLettersDoc struct {
 	Oldest *posDoc `json:"oldest"`
 }
 
-type tableDoc struct {
-	Database         string     `json:"database"`
-	Table            string     `json:"table"`
-	Files            int64      `json:"files"`
-	Bytes            int64      `json:"bytes"`
-	Rows             int64      `json:"rows"`
-	Tombstones       int64      `json:"tombstones"`
-	NewestEvent      *time.Time `json:"newest_event"`
-	FreshnessSeconds *float64   `json:"freshness_seconds"`
-}
-
 func setupStatus(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	oo := addOpsFlags(fs)
 	format := fs.String("format", "table", "output `format`: table or json")
+	fo := addFailFlags(fs)
 	return func(ctx context.Context, args []string) error {
 		if len(args) > 0 {
 			return usagef("unexpected argument %q", args[0])
@@ -100,7 +91,7 @@ func setupStatus(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 		if *format != "table" && *format != "json" {
 			return usagef("--format %q: use table or json", *format)
 		}
-		c, err := oo.open(ctx, a, true)
+		c, err := oo.open(ctx, a, readsIndex)
 		if err != nil {
 			return err
 		}
@@ -117,35 +108,61 @@ func setupStatus(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 		}
 		now := time.Now()
 		doc := statusDocument(so.source, st, now)
-		tables, err := c.x.Tables(ctx)
-		if err != nil {
+		if doc.Tables, err = tableDocs(ctx, c.x, nil, now, false); err != nil {
 			return err
-		}
-		for _, t := range tables {
-			s, err := c.x.Stats(ctx, t[0], t[1])
-			if err != nil {
-				return err
-			}
-			tombs, err := c.x.Tombstones(ctx, t[0], t[1])
-			if err != nil {
-				return err
-			}
-			td := tableDoc{Database: s.Database, Table: s.Table, Files: s.Files, Bytes: s.Bytes, Rows: s.Rows, Tombstones: tombs}
-			if s.LastEventNanos > 0 {
-				ev := time.Unix(0, s.LastEventNanos).UTC()
-				age := seconds(now.Sub(ev))
-				td.NewestEvent, td.FreshnessSeconds = &ev, &age
-			}
-			doc.Tables = append(doc.Tables, td)
 		}
 		if *format == "json" {
 			enc := json.NewEncoder(a.stdout)
 			enc.SetIndent("", "  ")
-			return enc.Encode(doc)
+			if err := enc.Encode(doc); err != nil {
+				return err
+			}
+		} else {
+			printStatus(a.stdout, doc)
 		}
-		printStatus(a.stdout, doc)
+		return fo.check(doc)
+	}
+}
+
+// failOptions are the thresholds of 'indexer status' that make it exit 1,
+// for cron jobs and alerting.
+type failOptions struct {
+	lag         int64
+	deadLetters bool
+}
+
+func addFailFlags(fs *flag.FlagSet) *failOptions {
+	o := &failOptions{}
+	fs.Int64Var(&o.lag, "fail-on-lag", -1,
+		"exit 1 when the group's lag (messages not read yet) exceeds `N`, or the group is missing (default -1: never)")
+	fs.BoolVar(&o.deadLetters, "fail-on-dead-letters", false,
+		"exit 1 when the dead-letter stream holds any message, or the group is missing")
+	return o
+}
+
+// check returns the error that makes status exit 1 when doc crosses a
+// threshold: one line naming each one crossed.
+func (o *failOptions) check(doc statusDoc) error {
+	if o.lag < 0 && !o.deadLetters {
 		return nil
 	}
+	var why []string
+	g := doc.Group
+	switch {
+	case g.Missing:
+		why = append(why, fmt.Sprintf("group %q of %s is missing (run 'indexer setup --source %s')", g.Name, doc.Stream.Name, doc.Source))
+	case o.lag >= 0 && g.Lag > o.lag && g.LagEstimated:
+		why = append(why, fmt.Sprintf("lag of group %q is at most %d (Redis cannot count it exactly), more than --fail-on-lag %d", g.Name, g.Lag, o.lag))
+	case o.lag >= 0 && g.Lag > o.lag:
+		why = append(why, fmt.Sprintf("lag of group %q is %d, more than --fail-on-lag %d", g.Name, g.Lag, o.lag))
+	}
+	if o.deadLetters && doc.DeadLetters.Count > 0 {
+		why = append(why, fmt.Sprintf("%s holds %d dead letters (--fail-on-dead-letters; see 'indexer dlq list')", doc.DeadLetters.Name, doc.DeadLetters.Count))
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(why, "; "))
 }
 
 func statusDocument(source string, st consumer.StreamStatus, now time.Time) statusDoc {
@@ -235,16 +252,5 @@ func printStatus(w io.Writer, d statusDoc) {
 		fmt.Fprintf(w, "OTHER GROUPS %s\n", strings.Join(d.OtherGroups, ", "))
 	}
 	fmt.Fprintln(w)
-	if len(d.Tables) == 0 {
-		fmt.Fprintln(w, "no tables indexed yet")
-		return
-	}
-	fmt.Fprintf(w, "%-20s %-20s %10s %15s %15s %10s %-30s %s\n", "DATABASE", "TABLE", "FILES", "BYTES", "ROWS", "TOMBSTONES", "NEWEST_EVENT", "AGE")
-	for _, t := range d.Tables {
-		newest, age := "-", "-"
-		if t.NewestEvent != nil {
-			newest, age = t.NewestEvent.Format(time.RFC3339Nano), secs(*t.FreshnessSeconds)
-		}
-		fmt.Fprintf(w, "%-20s %-20s %10d %15d %15d %10d %-30s %s\n", t.Database, t.Table, t.Files, t.Bytes, t.Rows, t.Tombstones, newest, age)
-	}
+	printTables(w, d.Tables)
 }

@@ -57,7 +57,7 @@ func (s *ackEarly) Fetch(ctx context.Context, max int, wait time.Duration) ([]co
 	return msgs, err
 }
 
-// The loop renews leases, reads the lag and checks events through
+// The loop renews leases, reads the backlog and checks events through
 // optional interfaces; keep them.
 func (s *ackEarly) ExtendEvery() time.Duration {
 	if e, ok := s.Source.(consumer.Extender); ok {
@@ -77,11 +77,11 @@ func (s *ackEarly) CheckEvent(m *consumer.Message, e *event.Event) error {
 	return nil
 }
 
-func (s *ackEarly) Lag(ctx context.Context) (int64, error) {
-	if l, ok := s.Source.(consumer.Lagger); ok {
-		return l.Lag(ctx)
+func (s *ackEarly) Backlog(ctx context.Context) (consumer.Backlog, error) {
+	if b, ok := s.Source.(consumer.BacklogReporter); ok {
+		return b.Backlog(ctx)
 	}
-	return 0, nil
+	return consumer.Backlog{Lag: -1, Pending: -1, DeadLetters: -1}, nil
 }
 
 // naiveApplier writes the index as GigAPI's own library does: per file a

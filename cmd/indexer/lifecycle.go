@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -42,24 +43,24 @@ func exitAfter(deadline context.Context, margin time.Duration, log *slog.Logger)
 	}
 }
 
-// serveMetrics serves /metrics, /healthz and /readyz on addr (nothing if
-// addr is empty) from now on; stop stops the server, waiting for it at
-// most until deadline is done.
-func serveMetrics(addr string, m *telemetry.Metrics, deadline context.Context, log *slog.Logger) (stop func(), err error) {
+// serveHTTP serves h on addr (nothing if addr is empty; flag names the
+// address's flag in errors) from now on, logging msg; stop stops the
+// server, waiting for it at most until deadline is done.
+func serveHTTP(flag, addr string, h http.Handler, msg string, deadline context.Context, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
-	srv, err := telemetry.Listen(addr, m.Handler())
+	srv, err := telemetry.Listen(addr, h)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %v (pick another address, or 127.0.0.1:0 for any free port)", addr, err)
+		return nil, fmt.Errorf("--%s %s: %v (pick another address, or 127.0.0.1:0 for any free port)", flag, addr, err)
 	}
-	log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr())
+	log.Info(msg, "addr", srv.Addr())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ctx, log); err != nil {
-			log.Error("metrics server", "err", err)
+			log.Error("http server", "flag", flag, "err", err)
 		}
 	}()
 	return func() {

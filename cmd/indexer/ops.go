@@ -46,9 +46,18 @@ func (c *conns) close() {
 	}
 }
 
-// open validates the flags and connects: to Redis if the command needs the
+// indexUse is what an operator command does with the index.
+type indexUse int
+
+const (
+	noIndex     indexUse = iota
+	readsIndex           // only reads: no script is loaded
+	writesIndex          // writes: the index's scripts are loaded
+)
+
+// open validates the flags and connects: to Redis if the command uses the
 // index or the source is Redis, to NATS if the source is NATS.
-func (o *opsOptions) open(ctx context.Context, a *app, needIndex bool) (*conns, error) {
+func (o *opsOptions) open(ctx context.Context, a *app, use indexUse) (*conns, error) {
 	if err := o.so.validate(); err != nil {
 		return nil, err
 	}
@@ -60,10 +69,13 @@ func (o *opsOptions) open(ctx context.Context, a *app, needIndex bool) (*conns, 
 		return nil, err
 	}
 	c := &conns{log: log.With("source", o.so.source, "stream", o.so.stream, "group", o.so.group)}
-	if needIndex || o.so.source == sourceRedis {
-		if needIndex {
+	if use != noIndex || o.so.source == sourceRedis {
+		switch use {
+		case writesIndex:
 			c.x, c.rc, err = o.ro.openIndex(ctx, index.Config{})
-		} else {
+		case readsIndex:
+			c.x, c.rc, err = o.ro.readIndex(ctx)
+		default:
 			c.rc, err = o.ro.connect(ctx)
 		}
 		if err != nil {

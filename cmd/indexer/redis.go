@@ -155,8 +155,20 @@ func (o *redisOptions) connect(ctx context.Context) (redis.UniversalClient, erro
 }
 
 // openIndex connects to Redis and returns the index with its scripts
-// loaded. Errors say how to fix the problem.
+// loaded, for commands that write the index. Errors say how to fix the
+// problem.
 func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, redis.UniversalClient, error) {
+	return o.indexWith(ctx, cfg, true)
+}
+
+// readIndex is openIndex for commands that only read the index: they run
+// no script, so it loads none (a read-only Redis user needs no SCRIPT
+// LOAD).
+func (o *redisOptions) readIndex(ctx context.Context) (*index.Index, redis.UniversalClient, error) {
+	return o.indexWith(ctx, index.Config{}, false)
+}
+
+func (o *redisOptions) indexWith(ctx context.Context, cfg index.Config, load bool) (*index.Index, redis.UniversalClient, error) {
 	if o.queues != nil {
 		var err error
 		if cfg.Queues, err = o.queues.config(); err != nil {
@@ -176,7 +188,7 @@ func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.
 	}
 	cfg.Layout = &layout
 	x, err := index.New(c, cfg)
-	if err == nil {
+	if err == nil && load {
 		err = x.Load(ctx)
 	}
 	if err != nil {

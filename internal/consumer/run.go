@@ -50,7 +50,9 @@ type Config struct {
 	// RetryInitial and RetryMax bound the exponential backoff of retried
 	// failures. Defaults 100 ms and 10 s.
 	RetryInitial, RetryMax time.Duration
-	// LagEvery is how often the lag metric is refreshed. Default 5 s.
+	// LagEvery is how often the backlog gauges (lag, pending, dead
+	// letters; see BacklogReporter) are refreshed and trimmed messages
+	// counted (TrimCounter). Default 5 s.
 	LagEvery time.Duration
 	// Logger receives the loop's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -65,6 +67,42 @@ type Config struct {
 	// invalid ones were dead-lettered then, so the Source's DeadLetter only
 	// skips them, and they are logged and counted as skipped.
 	Replay bool
+}
+
+// Steps of the loop, as indexer_failures_total{step} counts their
+// failures.
+const (
+	stepFetch      = "fetch"
+	stepApply      = "apply"
+	stepAck        = "ack"
+	stepDeadLetter = "dead_letter"
+	stepBacklog    = "backlog" // reading the lag, pending and dead-letter counts
+)
+
+// Kinds of dead letters, as indexer_dead_letters_total{kind} counts them.
+const (
+	// KindInvalid: the message could not be decoded or failed validation.
+	KindInvalid = "invalid"
+	// KindMaxDeliver: the message was delivered more than MaxDeliver
+	// times without being applied.
+	KindMaxDeliver = "max_deliver"
+)
+
+// MetricLabels returns the label values of the loop's counters (every
+// outcome, dead-letter kind, failure step and class), for
+// telemetry.NewMetrics, so that each of their series exists from the start.
+func MetricLabels() telemetry.Labels {
+	l := telemetry.Labels{
+		DeadLetterKinds: []string{KindInvalid, KindMaxDeliver},
+		FailureSteps:    []string{stepFetch, stepApply, stepAck, stepDeadLetter, stepBacklog},
+	}
+	for _, o := range index.AllOutcomes {
+		l.Outcomes = append(l.Outcomes, o.String())
+	}
+	for _, c := range []Class{Retry, Poison, Fatal} {
+		l.FailureClasses = append(l.FailureClasses, c.String())
+	}
+	return l
 }
 
 // Runner runs the consume loop. Its constructor starts nothing; Run owns
@@ -225,7 +263,7 @@ func (r *Runner) fetchLoop(ctx context.Context, out chan<- *sorted) error {
 			return nil
 		}
 		class := Classify(err)
-		r.cfg.Metrics.Failure("fetch", class.String())
+		r.cfg.Metrics.Failure(stepFetch, class.String())
 		if class == Fatal {
 			return fmt.Errorf("fetch: %w", err)
 		}
@@ -338,7 +376,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 	r.cfg.Metrics.Redelivered(redelivered)
 
 	if len(lost) > 0 {
-		if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, lost) }); err != nil {
+		if err := r.retry(ctx, stepAck, func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, lost) }); err != nil {
 			return r.settle(ctx, log, "ack lost", err, lost)
 		}
 		r.cfg.Metrics.Lost(len(lost))
@@ -352,7 +390,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 
 	acked := len(lost)
 	if len(dead) > 0 {
-		err := r.retry(ctx, "dead_letter", func(ctx context.Context) error { return r.cfg.Source.DeadLetter(ctx, dead) })
+		err := r.retry(ctx, stepDeadLetter, func(ctx context.Context) error { return r.cfg.Source.DeadLetter(ctx, dead) })
 		if err != nil {
 			failed := make([]Message, len(dead))
 			for i := range dead {
@@ -368,8 +406,8 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 					log.Info("skipped an invalid message (dead-lettered when first seen)", "msg_id", d.ID, "reason", d.Reason)
 				}
 			} else {
-				r.cfg.Metrics.DeadLettered("max_deliver", maxDelivered)
-				r.cfg.Metrics.DeadLettered("invalid", len(dead)-maxDelivered)
+				r.cfg.Metrics.DeadLettered(KindMaxDeliver, maxDelivered)
+				r.cfg.Metrics.DeadLettered(KindInvalid, len(dead)-maxDelivered)
 				for _, d := range dead {
 					log.Warn("dead-lettered", "msg_id", d.ID, "deliveries", d.Deliveries, "reason", d.Reason)
 				}
@@ -400,7 +438,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 			r.cfg.Metrics.EventAge(now.Sub(time.Unix(0, events[i].Time)))
 		}
 		if len(applied) > 0 {
-			if err := r.retry(ctx, "ack", func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, applied) }); err != nil {
+			if err := r.retry(ctx, stepAck, func(ctx context.Context) error { return r.cfg.Source.Ack(ctx, applied) }); err != nil {
 				return r.settle(ctx, log, "ack", err, applied)
 			}
 			r.failures.forget(applied)
@@ -409,7 +447,7 @@ func (r *Runner) process(ctx context.Context, b *sorted) error {
 			r.cfg.Metrics.Outcomes(o.String(), n)
 		}
 		r.cfg.Metrics.Acked(len(applied))
-		r.cfg.Metrics.Batch(len(msgs), time.Since(applyStart))
+		r.cfg.Metrics.Batch(len(msgs), time.Since(applyStart), r.cfg.Now())
 		acked += len(applied)
 	}
 	log.Debug("batch done", "messages", len(msgs), "acked", acked, "took", time.Since(start))
@@ -442,7 +480,7 @@ func (r *Runner) settle(ctx context.Context, log *slog.Logger, step string, err 
 // destination).
 func (r *Runner) apply(ctx context.Context, log *slog.Logger, events []event.Event, msgs []Message) ([]index.Outcome, error) {
 	apply := func(ctx context.Context, events []event.Event) (res index.Result, err error) {
-		err = r.retry(ctx, "apply", func(ctx context.Context) (err error) {
+		err = r.retry(ctx, stepApply, func(ctx context.Context) (err error) {
 			res, err = r.cfg.Index.Apply(ctx, events)
 			return err
 		})
@@ -554,28 +592,28 @@ func (r *Runner) renewLeases(ctx context.Context) {
 	}
 }
 
-// lagLoop refreshes the lag metric, if the source can tell it, and counts
-// the messages dropped from the stream before the group read them, if the
-// source can tell that (TrimCounter).
+// lagLoop refreshes the backlog gauges (lag, pending, dead letters), if
+// the source can tell them, and counts the messages dropped from the
+// stream before the group read them, if the source can tell that
+// (TrimCounter).
 func (r *Runner) lagLoop(ctx context.Context) {
-	lg, _ := r.cfg.Source.(Lagger)
+	br, _ := r.cfg.Source.(BacklogReporter)
 	tc, _ := r.cfg.Source.(TrimCounter)
 	if r.cfg.Metrics == nil {
-		lg = nil
+		br = nil
 	}
 	if r.cfg.Replay {
 		tc = nil // a replay's temporary group: the workers' group counts
 	}
-	if lg == nil && tc == nil {
+	if br == nil && tc == nil {
 		return
 	}
 	t := time.NewTicker(r.cfg.LagEvery)
 	defer t.Stop()
+	backlogOK := true
 	for {
-		if lg != nil {
-			if n, err := lg.Lag(ctx); err == nil {
-				r.cfg.Metrics.SetLag(n)
-			}
+		if br != nil {
+			backlogOK = r.refreshBacklog(ctx, br, backlogOK)
 		}
 		if tc != nil && !r.countTrimmed(ctx, tc) {
 			tc = nil
@@ -586,6 +624,30 @@ func (r *Runner) lagLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// refreshBacklog sets the backlog gauges from the source and reports
+// whether it could. A missing stream or group is left to the fetch,
+// which stops the worker with one line. Any other failure is counted (step backlog) and logged when
+// the previous refresh had worked (wasOK), so that a lasting one is logged
+// once; the gauges then keep their last values.
+func (r *Runner) refreshBacklog(ctx context.Context, br BacklogReporter, wasOK bool) bool {
+	b, err := br.Backlog(ctx)
+	switch {
+	case err == nil:
+		r.cfg.Metrics.SetBacklog(b.Lag, b.Pending, b.DeadLetters)
+		return true
+	case ctx.Err() != nil:
+		return wasOK
+	case errors.Is(err, ErrGroupMissing), errors.Is(err, ErrStreamMissing):
+		return wasOK // the fetch meets it too and stops the worker with one line
+	}
+	r.cfg.Metrics.Failure(stepBacklog, Classify(err).String())
+	if wasOK {
+		r.log.Warn("cannot read the group's lag, pending and dead-letter counts; their gauges keep their last values until it works again",
+			"err", err)
+	}
+	return false
 }
 
 // countTrimmed counts the messages the source says were dropped before

@@ -308,7 +308,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 			}
 			return nil
 		}}
-		m := telemetry.NewMetrics("test")
+		m := telemetry.NewMetrics("test", consumer.MetricLabels())
 		stop := runLoop(t, consumer.Config{Source: src, Index: x, Metrics: m, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second})
 		src.push(msgs(0, 3)...)
 		time.Sleep(150 * time.Millisecond)
@@ -525,7 +525,7 @@ func TestNotReadyWhileApplyFails(t *testing.T) {
 			}
 			return nil
 		}}
-		m := telemetry.NewMetrics("test")
+		m := telemetry.NewMetrics("test", consumer.MetricLabels())
 		stop := runLoop(t, consumer.Config{Source: src, Index: x, Metrics: m, PollWait: 100 * time.Millisecond})
 		defer stop()
 		src.push(msgs(0, 3)...)

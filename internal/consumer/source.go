@@ -124,10 +124,23 @@ type Checker interface {
 	CheckEvent(m *Message, e *event.Event) error
 }
 
-// Lagger is implemented by sources that can tell how many messages of the
-// stream the group has not read yet.
-type Lagger interface {
-	Lag(ctx context.Context) (int64, error)
+// Backlog is how far a group is behind, as its source reports it.
+type Backlog struct {
+	// Lag counts the stream's messages not yet delivered to the group.
+	Lag int64
+	// Pending counts the messages delivered to the group and not yet
+	// acknowledged.
+	Pending int64
+	// DeadLetters counts the messages in the dead-letter destination; -1
+	// when the source was not told where that is.
+	DeadLetters int64
+}
+
+// BacklogReporter is implemented by sources that can tell their group's
+// backlog cheaply (a request or two). The loop asks every LagEvery and
+// sets the gauges of the metrics; a scrape of the metrics asks nothing.
+type BacklogReporter interface {
+	Backlog(ctx context.Context) (Backlog, error)
 }
 
 // TrimCounter is implemented by sources whose stream can drop messages

@@ -27,10 +27,10 @@ var (
 )
 
 func init() {
-	all["recount_date.lua"] = recountDate
-	all["recount_totals.lua"] = recountTotals
-	all["rewrite_entries.lua"] = rewriteEntries
-	all["adopt_item.lua"] = adoptItem
+	indexScripts["recount_date.lua"] = recountDate
+	indexScripts["recount_totals.lua"] = recountTotals
+	indexScripts["rewrite_entries.lua"] = rewriteEntries
+	indexScripts["adopt_item.lua"] = adoptItem
 }
 
 // DateKeys are the keys recount_date reads and writes for one date of a

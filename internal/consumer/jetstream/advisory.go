@@ -44,6 +44,21 @@ func DefaultAdvisories(stream string) string { return stream + "_MAX_DELIVERIES"
 // the messages dead-lettered because the server gave up on them.
 const DeadLetterKindServer = "server_max_deliver"
 
+// stepAdvisories is the step label (indexer_failures_total) of failures to
+// read the advisories.
+const stepAdvisories = "advisories"
+
+// MetricLabels returns the label values of the counters of a worker reading
+// NATS, for telemetry.NewMetrics: the consume loop's
+// (consumer.MetricLabels) and the advisories' dead-letter kind and failure
+// step.
+func MetricLabels() telemetry.Labels {
+	l := consumer.MetricLabels()
+	l.DeadLetterKinds = append(l.DeadLetterKinds, DeadLetterKindServer)
+	l.FailureSteps = append(l.FailureSteps, stepAdvisories)
+	return l
+}
+
 const (
 	advisoryAckWait = 30 * time.Second
 	advisoryPoll    = 10 * time.Second // one pull request waits this long
@@ -211,7 +226,7 @@ func (a *Advisories) Run(ctx context.Context) {
 			return
 		}
 		class := consumer.Classify(err)
-		a.metrics.Failure("advisories", class.String())
+		a.metrics.Failure(stepAdvisories, class.String())
 		wait := bo.NextBackOff()
 		if class == consumer.Fatal {
 			a.log.Error("ALARM: cannot read the server's max-deliveries advisories: a message the server gives up on is not dead-lettered until this is fixed",

@@ -44,7 +44,7 @@ func counter(t *testing.T, m *telemetry.Metrics, name, label, value string) floa
 func (f *fixture) runAdvisories(t *testing.T, name string) *telemetry.Metrics {
 	t.Helper()
 	_, js := testConn(t, f.srv.ClientURL(), name)
-	m := telemetry.NewMetrics("nats")
+	m := telemetry.NewMetrics("nats", MetricLabels())
 	a, err := NewAdvisories(context.Background(), js, f.sourceConfig(), m)
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,10 @@
 // Package jetstream is the NATS JetStream source of the consume loop
-// (DESIGN.md §5): a durable pull consumer with explicit acks, read in
+// (docs/DESIGN.md §5): a durable pull consumer with explicit acks, read in
 // batches, with poison messages published to a dead-letter stream and then
 // terminated. It also creates the streams and the consumer ('indexer
 // setup'), publishes events ('indexer publish'), and dials NATS.
 //
-// Subjects follow DESIGN.md §2: events are published to
+// Subjects follow docs/DESIGN.md §2: events are published to
 // idx.events.<database>.<table> with the headers Content-Type
 // (application/json or application/msgpack) and Nats-Msg-Id (the event id,
 // which the stream de-duplicates within its window); dead letters go to

@@ -222,3 +222,43 @@ func TestDeadLetterSubject(t *testing.T) {
 		t.Errorf("headerValue of a long reason has %d bytes", len(got))
 	}
 }
+
+// TestBacklog: the lag, the pending messages and the dead letters, as the
+// worker's gauges show them.
+func TestBacklog(t *testing.T) {
+	f := newFixture(t, testNames(1))
+	ctx := context.Background()
+	f.publish(t, 5)
+	_, js := testConn(t, f.srv.ClientURL(), "worker")
+	cfg := f.sourceConfig()
+	cfg.DeadLetterStream = f.cfg.DeadLetters
+	src, err := New(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	check := func(want consumer.Backlog) {
+		t.Helper()
+		if b, err := src.Backlog(ctx); err != nil || b != want {
+			t.Errorf("Backlog = %+v, %v; want %+v", b, err, want)
+		}
+	}
+	check(consumer.Backlog{Lag: 5, Pending: 0, DeadLetters: 0})
+	got := fetchAll(t, src, 3, 5*time.Second)
+	check(consumer.Backlog{Lag: 2, Pending: 3, DeadLetters: 0})
+	if err := src.DeadLetter(ctx, []consumer.DeadLetter{{Message: got[0], Reason: "r"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Ack(ctx, got[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { b, _ := src.Backlog(ctx); return b.Pending == 0 }) {
+		t.Fatal("the acks were never confirmed")
+	}
+	check(consumer.Backlog{Lag: 2, Pending: 0, DeadLetters: 1})
+
+	// Without a dead-letter stream the count is unknown.
+	if b, err := f.source(t).Backlog(ctx); err != nil || b.DeadLetters != -1 {
+		t.Errorf("Backlog without DeadLetterStream = %+v, %v; want DeadLetters -1", b, err)
+	}
+}

@@ -13,7 +13,7 @@ import (
 	"github.com/streamindex/indexer/publish/natspub"
 )
 
-// Defaults shared by Setup, New and the Publisher (DESIGN.md §2).
+// Defaults shared by Setup, New and the Publisher (docs/DESIGN.md §2).
 const (
 	DefaultStream           = "IDX_EVENTS"
 	DefaultDeadLetters      = "IDX_DLQ"

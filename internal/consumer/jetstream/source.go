@@ -38,6 +38,9 @@ type Config struct {
 	// many. New raises a lower consumer MaxDeliver to MaxDeliver+1, or
 	// fails if it cannot. Default 5 (the loop's default).
 	MaxDeliver int
+	// DeadLetterStream is the stream that stores the dead letters, counted
+	// by Backlog. Default "": not counted.
+	DeadLetterStream string
 	// RequestTimeout bounds each wait for the server (the confirmation of
 	// an Ack or DeadLetter, a PubAck, a lookup) when the caller's context
 	// has no earlier deadline. Default 10 s.
@@ -57,11 +60,12 @@ const fetchBuffer = 1 << 16
 
 // Source reads a JetStream durable pull consumer. It implements
 // consumer.Source, consumer.Extender (InProgress renews a message's
-// AckWait), consumer.Lagger (the consumer's NumPending) and
-// consumer.Checker (an event must come on its table's subject).
+// AckWait), consumer.BacklogReporter (the consumer's NumPending and
+// NumAckPending, and the dead letters) and consumer.Checker (an event must
+// come on its table's subject).
 //
 // As consumer.Source says, Fetch is called from one goroutine, and Ack,
-// DeadLetter, Extend and Lag from others, concurrently with it. Close may
+// DeadLetter, Extend, Backlog and Lag from others, concurrently with it. Close may
 // be called at any time, also while Fetch waits; it does not close the
 // NATS connection, which the caller owns.
 type Source struct {
@@ -95,10 +99,10 @@ type Source struct {
 }
 
 var (
-	_ consumer.Source   = (*Source)(nil)
-	_ consumer.Extender = (*Source)(nil)
-	_ consumer.Lagger   = (*Source)(nil)
-	_ consumer.Checker  = (*Source)(nil)
+	_ consumer.Source          = (*Source)(nil)
+	_ consumer.Extender        = (*Source)(nil)
+	_ consumer.BacklogReporter = (*Source)(nil)
+	_ consumer.Checker         = (*Source)(nil)
 )
 
 // New looks up the durable consumer and returns a Source reading it. It
@@ -460,16 +464,33 @@ func (s *Source) CheckEvent(m *consumer.Message, e *event.Event) error {
 }
 
 // Lag is the consumer's NumPending: messages of the stream it has not
-// delivered yet.
+// delivered yet (Backlog's Lag).
 func (s *Source) Lag(ctx context.Context) (int64, error) {
+	b, err := s.Backlog(ctx)
+	return b.Lag, err
+}
+
+// Backlog returns the consumer's NumPending (lag) and NumAckPending
+// (pending), and the number of messages in DeadLetterStream (-1 without
+// one): one or two requests.
+func (s *Source) Backlog(ctx context.Context) (consumer.Backlog, error) {
+	b := consumer.Backlog{DeadLetters: -1}
 	info, err := s.cons.Info(ctx)
 	if err != nil {
 		if errors.Is(err, natsjs.ErrStreamNotFound) || errors.Is(err, natsjs.ErrConsumerNotFound) {
-			return 0, lookupError(&s.cfg, err)
+			return b, lookupError(&s.cfg, err)
 		}
-		return 0, fmt.Errorf("jetstream: consumer info: %w", err)
+		return b, fmt.Errorf("jetstream: consumer info: %w", err)
 	}
-	return int64(info.NumPending), nil
+	b.Lag, b.Pending = int64(info.NumPending), int64(info.NumAckPending)
+	if s.cfg.DeadLetterStream != "" {
+		st, err := streamState(ctx, s.js, s.cfg.DeadLetterStream)
+		if err != nil {
+			return b, err
+		}
+		b.DeadLetters = int64(st.Msgs)
+	}
+	return b, nil
 }
 
 // closeFlushTimeout bounds how long Close waits for ack confirmations.

@@ -81,6 +81,12 @@ func groupInfo(ctx context.Context, c redis.UniversalClient, stream, group strin
 	if err != nil {
 		return GroupInfo{}, err
 	}
+	return findGroup(groups, stream, group)
+}
+
+// findGroup returns one group of an XINFO GROUPS reply, or a
+// *GroupMissingError.
+func findGroup(groups []redis.XInfoGroup, stream, group string) (GroupInfo, error) {
 	for _, g := range groups {
 		if g.Name == group {
 			return GroupInfo{LastDeliveredID: g.LastDeliveredID, EntriesRead: g.EntriesRead, Lag: g.Lag,

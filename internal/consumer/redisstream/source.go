@@ -101,10 +101,11 @@ type Config struct {
 var ErrClosed = errors.New("redisstream: source closed")
 
 // Source reads a stream as one consumer of a consumer group. It
-// implements consumer.Source, consumer.Extender and consumer.Lagger.
+// implements consumer.Source, consumer.Extender, consumer.BacklogReporter
+// and consumer.TrimCounter.
 //
 // Fetch must be called from one goroutine at a time; Ack, DeadLetter,
-// Extend and Lag may be called from other goroutines concurrently with it
+// Extend, Backlog and Lag may be called from other goroutines concurrently with it
 // and with each other. Close may be called from any goroutine; it is
 // idempotent.
 type Source struct {
@@ -136,11 +137,17 @@ type Source struct {
 }
 
 var (
-	_ consumer.Source      = (*Source)(nil)
-	_ consumer.Extender    = (*Source)(nil)
-	_ consumer.Lagger      = (*Source)(nil)
-	_ consumer.TrimCounter = (*Source)(nil)
+	_ consumer.Source          = (*Source)(nil)
+	_ consumer.Extender        = (*Source)(nil)
+	_ consumer.BacklogReporter = (*Source)(nil)
+	_ consumer.TrimCounter     = (*Source)(nil)
 )
+
+// LoadScripts loads the source's Redis scripts into c's script cache, so
+// that a broken script fails at start-up rather than at the first dead
+// letter or claim; a worker calls it once. (Scripts run with EVALSHA and
+// fall back to EVAL, so skipping it changes nothing else.)
+func LoadScripts(ctx context.Context, c redis.Scripter) error { return lua.LoadStream(ctx, c) }
 
 // New validates cfg, applies its defaults and returns a Source reading
 // through c. It starts no goroutine and does not contact Redis: a missing
@@ -505,27 +512,51 @@ func (s *Source) Extend(ctx context.Context, msgs []consumer.Message) error {
 	return nil
 }
 
-// Lag returns how many entries of the stream the group has not read yet
-// (XINFO GROUPS lag). When Redis cannot tell (entries deleted from the
-// middle of the stream, or a group set to an arbitrary id), it returns 0
-// if the group has read up to the stream's last entry, else the stream's
-// length, an upper bound.
+// Lag returns how many entries of the stream the group has not read yet:
+// Backlog's Lag.
 func (s *Source) Lag(ctx context.Context) (int64, error) {
-	info, err := groupInfo(ctx, s.c, s.cfg.Stream, s.cfg.Group)
+	b, err := s.Backlog(ctx)
+	return b.Lag, err
+}
+
+// Backlog returns the group's lag and pending count (XINFO GROUPS) and the
+// length of the dead-letter stream (XLEN), in one round trip. When Redis cannot tell the lag (entries deleted from
+// the middle of the stream, or a group set to an arbitrary id), the lag is
+// 0 if the group has read up to the stream's last entry, else the stream's
+// length, an upper bound (one more call: XINFO STREAM).
+func (s *Source) Backlog(ctx context.Context) (consumer.Backlog, error) {
+	var b consumer.Backlog
+	var groups *redis.XInfoGroupsCmd
+	var dlq *redis.IntCmd
+	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		groups = p.XInfoGroups(ctx, s.cfg.Stream)
+		dlq = p.XLen(ctx, s.cfg.DeadLetterStream)
+		return nil
+	})
+	gs, err := groups.Result()
 	if err != nil {
-		return 0, s.wrap("lag: xinfo", err)
+		return b, s.wrap("backlog: xinfo groups", err)
 	}
-	if info.Lag >= 0 {
-		return info.Lag, nil
+	info, err := findGroup(gs, s.cfg.Stream, s.cfg.Group)
+	if err != nil {
+		return b, err
+	}
+	if b.DeadLetters, err = dlq.Result(); err != nil {
+		return b, wrapErr("backlog: xlen", s.cfg.DeadLetterStream, s.cfg.Group, err)
+	}
+	b.Lag, b.Pending = info.Lag, info.Pending
+	if b.Lag >= 0 {
+		return b, nil
 	}
 	st, err := s.c.XInfoStream(ctx, s.cfg.Stream).Result()
 	if err != nil {
-		return 0, s.wrap("lag: xinfo", err)
+		return b, s.wrap("backlog: xinfo stream", err)
 	}
+	b.Lag = st.Length
 	if st.Length == 0 || compareIDs(info.LastDeliveredID, st.LastGeneratedID) >= 0 {
-		return 0, nil
+		b.Lag = 0
 	}
-	return st.Length, nil
+	return b, nil
 }
 
 // Trimmed returns how many entries were trimmed from the stream (MAXLEN,

@@ -772,3 +772,28 @@ func TestDeadLetterRetention(t *testing.T) {
 		t.Errorf("newest dead letter %+v, want %s, size 1000, truncated", last, got[299].ID)
 	}
 }
+
+// TestBacklog: the lag, the pending entries and the dead letters, as the
+// worker's gauges show them, in one round trip.
+func TestBacklog(t *testing.T) {
+	ctx := context.Background()
+	g := newGroup(t, time.Minute)
+	s := g.source(t, "a")
+	check := func(want consumer.Backlog) {
+		t.Helper()
+		if b, err := s.Backlog(ctx); err != nil || b != want {
+			t.Errorf("Backlog = %+v, %v; want %+v", b, err, want)
+		}
+	}
+	check(consumer.Backlog{})
+	g.publish(t, raws(10)...)
+	got := fetchAll(t, s, 4, 5*time.Second)
+	check(consumer.Backlog{Lag: 6, Pending: 4})
+	if err := s.DeadLetter(ctx, []consumer.DeadLetter{{Message: got[0], Reason: "r"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, got[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	check(consumer.Backlog{Lag: 6, Pending: 2, DeadLetters: 1})
+}
