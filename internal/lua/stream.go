@@ -25,11 +25,11 @@ var (
 	//go:embed stream_trimmed.lua
 	streamTrimmedSrc string
 
-	streamDeadLetter      = redis.NewScript(streamDeadLetterSrc)
-	streamClaim           = redis.NewScript(streamClaimSrc)
-	streamExtend          = redis.NewScript(streamExtendSrc)
-	streamDeleteConsumer  = redis.NewScript(streamDeleteConsumerSrc)
-	streamTrimmed         = redis.NewScript(streamTrimmedSrc)
+	streamDeadLetter     = redis.NewScript(streamDeadLetterSrc)
+	streamClaim          = redis.NewScript(streamClaimSrc)
+	streamExtend         = redis.NewScript(streamExtendSrc)
+	streamDeleteConsumer = redis.NewScript(streamDeleteConsumerSrc)
+	streamTrimmed        = redis.NewScript(streamTrimmedSrc)
 )
 
 // StreamGroup names a consumer of a group of a stream: the scope of every
