@@ -63,6 +63,7 @@ func (n natsPublisher) send(ctx context.Context, events []event.Event, data [][]
 
 func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	ro := addRedisFlags(fs)
+	addWaitFlags(fs, ro, "the published events (--source redis)")
 	so := addStreamFlags(fs, false)
 	no := addNATSFlags(fs, false)
 	file := fs.String("file", "-", "NDJSON `file` of events to publish, one per line; - reads stdin (ignored with --generate)")
@@ -103,7 +104,8 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 				return err
 			}
 			defer c.Close()
-			pub = redisPublisher{redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, MaxLen: *maxLen, Pipeline: publishBatch})}
+			pub = redisPublisher{redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, MaxLen: *maxLen,
+				Pipeline: publishBatch, Wait: ro.wait})}
 		case sourceNATS:
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			_, js, closeNATS, err := no.connect(log, "indexer publish")

@@ -57,6 +57,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	no := addNATSFlags(fs, true)
 	do := addDecoderFlags(fs)
 	qo := addQueueFlags(fs, ro, do, true)
+	addWaitFlags(fs, ro, "each batch's index write")
 	wo := addWorkerFlags(fs)
 	lo := addLogFlags(fs)
 	gco := addGCFlags(fs, true)
@@ -87,6 +88,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		}
 		log = log.With("source", so.source, "stream", so.stream, "group", so.group, "consumer", wo.consumer)
 
+		ro.log = log
 		x, rc, err := ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000})
 		if err != nil {
 			return err
@@ -157,7 +159,8 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err != nil {
 			return usagef("%v", err)
 		}
-		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver)
+		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver,
+			"redis", redactURL(ro.url), "redis_wait_replicas", ro.wait.Replicas)
 		err = r.Run(ctx)
 		if err != nil {
 			log.Error("worker stopped", "err", err)

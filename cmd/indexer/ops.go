@@ -9,11 +9,11 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
 // opsOptions are the flags the operator commands (replay, group, status,
@@ -33,7 +33,7 @@ func addOpsFlags(fs *flag.FlagSet) *opsOptions {
 // conns are the connections an operator command opened; close closes
 // them all.
 type conns struct {
-	rc      redis.UniversalClient
+	rc      *redisconn.Client
 	x       *index.Index
 	js      natsjs.JetStream
 	log     *slog.Logger

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
 // Class is how the loop treats a failure.
@@ -88,6 +89,11 @@ func Classify(err error) Class {
 		return Fatal
 	case errors.As(err, &ve):
 		return Poison
+	case errors.Is(err, redisconn.ErrNotReplicated):
+		// Applied on the master, not yet confirmed by enough replicas
+		// (--redis-wait-replicas): not acknowledged; applying it again
+		// is harmless, and the replicas may be back by then.
+		return Retry
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),

@@ -126,6 +126,10 @@ func New(o Options) (*Client, error) {
 		c.UniversalClient = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: t.Addrs, Username: t.Username, Password: t.Password,
 			TLSConfig: tc, ClientName: o.ClientName, ReadTimeout: o.ReadTimeout, DialerRetries: dialAttempts,
+			// Slot migrations answer MOVED, ASK and TRYAGAIN for a while:
+			// follow more redirects than the default 3 before an error
+			// reaches the caller (which retries it anyway).
+			MaxRedirects: 16,
 		})
 	default:
 		rc := redis.NewClient(&redis.Options{

@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
 // PublisherConfig configures a Publisher. Zero fields mean the defaults.
@@ -21,6 +22,12 @@ type PublisherConfig struct {
 	MaxLen int64
 	// Pipeline is the most XADDs sent in one round trip. Default 1000.
 	Pipeline int
+	// Wait, when enabled, ends each round trip with WAIT: Publish returns
+	// only once that many replicas have the entries, so a failover cannot
+	// lose an event Publish reported as published; fewer confirmations in
+	// time fail with redisconn.ErrNotReplicated (the entries may still be
+	// in the stream: publishing them again is safe). Default: no waiting.
+	Wait redisconn.Wait
 }
 
 // Outgoing is one encoded event to publish.
@@ -54,9 +61,10 @@ func NewPublisher(c redis.UniversalClient, cfg PublisherConfig) *Publisher {
 // Publish appends msgs to the stream, in order, each as an entry with the
 // fields data and ct, in one round trip per Pipeline messages, and returns
 // their entry ids. The stream is created if absent. On error, ids holds
-// the ids of the messages appended before the first failure; later
-// messages may or may not have been appended (publishing them again is
-// safe: events are idempotent). Publish does not retain msgs.
+// the ids of the messages appended (and, with Wait, confirmed) before the
+// first failure; later messages may or may not have been appended
+// (publishing them again is safe: events are idempotent). Publish does not
+// retain msgs.
 func (p *Publisher) Publish(ctx context.Context, msgs []Outgoing) (ids []string, err error) {
 	ids = make([]string, 0, len(msgs))
 	cmds := make([]*redis.StringCmd, 0, min(len(msgs), p.cfg.Pipeline))
@@ -71,7 +79,17 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Outgoing) (ids []string,
 				Stream: p.cfg.Stream, MaxLen: p.cfg.MaxLen, Approx: true, Values: values,
 			}))
 		}
+		var wait *redis.IntCmd
+		if p.cfg.Wait.Enabled() {
+			wait = p.cfg.Wait.Queue(ctx, pipe)
+		}
 		_, err := pipe.Exec(ctx)
+		if err == nil && wait != nil {
+			err = p.cfg.Wait.Check(wait)
+		}
+		if err != nil && wait != nil {
+			return ids, fmt.Errorf("redisstream: publish to %s: %w", p.cfg.Stream, err) // none of this round trip is confirmed
+		}
 		for _, cmd := range cmds {
 			if cmd.Err() != nil {
 				break
