@@ -28,6 +28,7 @@ import (
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
+	"github.com/streamindex/indexer/internal/redisconn"
 	"github.com/streamindex/indexer/internal/synth"
 	"github.com/streamindex/indexer/internal/testserver"
 )
@@ -46,6 +47,13 @@ type fopts struct {
 	// (setup, publish, replay, dlq, check) always reach the servers
 	// directly.
 	redisProxy, natsProxy bool
+	// sentinel replaces the Redis server with a Sentinel group (see
+	// newSentinelEnv); redis and redisProxy do not apply.
+	sentinel bool
+	// waitReplicas is the workers' --redis-wait-replicas, and the
+	// replicas the test's Redis publisher waits for (WAIT) before it
+	// counts an event as published.
+	waitReplicas int
 }
 
 // fenv is one fault test's servers, proxies, workers and record of what was
@@ -87,14 +95,21 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 	if o.maxDeliver == 0 {
 		o.maxDeliver = 5
 	}
-	f := &fenv{env: newEnv(t, o.redis), source: source, opts: o, model: synth.NewModel()}
-	redisURL := f.redis.URL()
+	var e *env
+	if o.sentinel {
+		e = newSentinelEnv(t)
+	} else {
+		e = newEnv(t, o.redis)
+	}
+	f := &fenv{env: e, source: source, opts: o, model: synth.NewModel()}
+	redisURL := f.redisURL()
 	if o.redisProxy {
 		f.rproxy = testserver.NewProxy(t, f.redis.Addr())
 		redisURL = "redis://" + f.rproxy.Addr() + "/0"
 	}
 	f.wvars = []string{"INDEXER_REDIS_URL=" + redisURL}
-	f.pubRds = redisstream.NewPublisher(f.rdb, redisstream.PublisherConfig{})
+	f.pubRds = redisstream.NewPublisher(f.rdb, redisstream.PublisherConfig{
+		Wait: redisconn.Wait{Replicas: o.waitReplicas, Timeout: time.Second}})
 	if source == "nats" {
 		f.nats = testserver.StartNATSProcess(t, natsBin)
 		natsURL := f.nats.ClientURL()
@@ -144,6 +159,9 @@ func (f *fenv) workerArgs(extra ...string) []string {
 	a := []string{"--source", f.source, "--max-deliver", strconv.Itoa(f.opts.maxDeliver)}
 	if f.source == "redis" {
 		a = append(a, "--claim-min-idle", f.opts.claimMinIdle.String())
+	}
+	if f.opts.waitReplicas > 0 {
+		a = append(a, "--redis-wait-replicas", strconv.Itoa(f.opts.waitReplicas), "--redis-wait-timeout", "1s")
 	}
 	return append(a, extra...)
 }
