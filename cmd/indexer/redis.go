@@ -121,9 +121,9 @@ func (o *redisOptions) connect(ctx context.Context) (*redisconn.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Ping(ctx).Err(); err != nil {
+	if err := c.Connect(ctx); err != nil {
 		c.Close()
-		return nil, c.Explain(err)
+		return nil, err
 	}
 	return c, nil
 }

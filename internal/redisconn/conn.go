@@ -149,11 +149,17 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Ping(ctx).Err(); err != nil {
+	if err := c.Connect(ctx); err != nil {
 		c.Close()
-		return nil, c.Explain(err)
+		return nil, err
 	}
 	return c, nil
+}
+
+// Connect sends PING, connecting if need be; a failure is explained (see
+// Explain).
+func (c *Client) Connect(ctx context.Context) error {
+	return c.Explain(c.Ping(ctx).Err())
 }
 
 // Target returns the parsed URL (with the credentials in use).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,9 +120,7 @@ func Sentinels(t testing.TB, cfg ...SentinelConfig) *SentinelGroup {
 		c = cfg[0]
 	}
 	if c.Node.Binary == "" {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			t.Fatal("redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`; tests never skip for a missing server")
-		}
+		requireRedis(t)
 	}
 	g, err := StartSentinels(t.Context(), c)
 	if err != nil {
