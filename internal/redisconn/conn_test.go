@@ -386,3 +386,30 @@ func TestSentinelFollowsFailover(t *testing.T) {
 		t.Errorf("no log of the new master %s:\n%s", cur.Addr(), logs.String())
 	}
 }
+
+// TestReadOnlyHint: a redis:// client whose server was demoted to a
+// replica gets READONLY (retried by its caller) and a log line saying what
+// follows failovers.
+func TestReadOnlyHint(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	master := testserver.Redis(t)
+	demoted := testserver.Redis(t)
+	var logs syncBuffer
+	c, err := redisconn.Open(ctx, redisconn.Options{URL: demoted.URL(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	host, port, _ := net.SplitHostPort(master.Addr())
+	if err := demoted.Client(t).SlaveOf(ctx, host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "k", "v", 0).Err(); !redis.HasErrorPrefix(err, "READONLY") {
+		t.Fatalf("SET on a replica: %v; want READONLY", err)
+	}
+	c.Set(ctx, "k", "v", 0) // logged once a minute at most
+	if got := logs.String(); strings.Count(got, "answers READONLY") != 1 || !strings.Contains(got, "redis+sentinel://") {
+		t.Errorf("want one hint naming redis+sentinel://, got:\n%s", got)
+	}
+}
