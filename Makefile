@@ -10,7 +10,9 @@ FUZZTIME ?= 30s
 BENCH_ARGS ?=
 RUN_ARGS ?=
 
-TESTFLAGS := -count=1
+# The integration package runs for minutes, more on a loaded machine:
+# go test's default 10-minute limit per package is too short for it.
+TESTFLAGS := -count=1 -timeout 30m
 ifneq ($(T),)
 TESTFLAGS += -run '$(T)'
 endif

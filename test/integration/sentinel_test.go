@@ -52,7 +52,7 @@ import (
 	"github.com/streamindex/indexer/event"
 )
 
-// sentinelRun runs a Sentinel scenario: two workers, 20,000 events (half
+// sentinelRun runs a Sentinel scenario: two workers, 12,000 events (half
 // before the fault, half published meanwhile), the fault once the workers
 // have acknowledged some, then the checker. fault injects it; it may wait
 // for what it needs before returning.
@@ -60,14 +60,14 @@ func sentinelRun(t *testing.T, source, scenario string, fault func(ctx context.C
 	f := newFaultEnv(t, source, fopts{sentinel: true, waitReplicas: 1})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	ev := eventsOf(20_000, 130, "events")
-	f.publish(ev[:10_000])
+	ev := eventsOf(12_000, 130, "events")
+	f.publish(ev[:6000])
 	ws := []*worker{f.startWorker(nil), f.startWorker(nil)}
 	waitFor(t, time.Minute, "the workers to acknowledge events", func() bool {
 		return f.sum(f.metricName("indexer_acks_total")) >= 2000
 	})
 	published := make(chan error, 1)
-	go func() { published <- publishSlowly(ctx, f, ev[10_000:]) }()
+	go func() { published <- publishSlowly(ctx, f, ev[6000:]) }()
 
 	fault(ctx, f)
 
