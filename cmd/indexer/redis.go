@@ -70,8 +70,8 @@ func addIndexFlags(fs *flag.FlagSet) *redisOptions {
 // command that writes the index or the stream.
 func addWaitFlags(fs *flag.FlagSet, o *redisOptions, what string) {
 	fs.IntVar(&o.wait.Replicas, "redis-wait-replicas", 0,
-		"confirm "+what+" with WAIT on this many Redis `replicas` before reporting it done (a worker: before acknowledging), "+
-			"so that a failover cannot lose it; fewer within --redis-wait-timeout is retried (0: do not wait; see README 'Redis Sentinel')")
+		"confirm "+what+" with WAIT on this many Redis `replicas` before treating it as done (acknowledging it), "+
+			"so that a failover cannot lose it; fewer within --redis-wait-timeout is retried (0: do not wait; see README 'Redis: standalone, Sentinel, TLS')")
 	fs.DurationVar(&o.wait.Timeout, "redis-wait-timeout", time.Second, "how long one WAIT for --redis-wait-replicas may take")
 }
 
