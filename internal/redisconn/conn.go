@@ -232,11 +232,16 @@ func (c *Client) Mode(ctx context.Context) (string, error) {
 // RequireSingleShard returns an error, one line naming the alternative,
 // if the URL or the server says Redis Cluster: the gigapi layout's key
 // names (files:, folders:, merge:…) span hash slots, so one patch cannot
-// be atomic on a cluster.
+// be atomic on a cluster. It also refuses a sentinel reached as if it
+// were a data server (a redis:// URL with a sentinel's port).
 func (c *Client) RequireSingleShard(ctx context.Context) error {
 	mode, err := c.Mode(ctx)
 	if err != nil {
 		return c.Explain(err)
+	}
+	if mode == "sentinel" {
+		return fmt.Errorf("%s is a Redis Sentinel, not a data server: use redis+sentinel://%s/<master-name> to reach the master it monitors",
+			c.where(), strings.Join(c.target.Addrs, ","))
 	}
 	if mode != "cluster" {
 		return nil

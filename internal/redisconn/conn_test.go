@@ -147,8 +147,8 @@ func TestSentinelExplains(t *testing.T) {
 }
 
 // TestRequireSingleShard: a Redis Cluster, named by the URL or found by
-// asking the server, is refused with the alternative; a standalone
-// server is not.
+// asking the server, is refused with the alternative, and so is a
+// sentinel reached with redis://; a standalone server is not.
 func TestRequireSingleShard(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -164,6 +164,19 @@ func TestRequireSingleShard(t *testing.T) {
 		c.Close()
 		wantErr(t, err, "is a Redis Cluster", "span hash slots", "--layout cluster", "redis+cluster://")
 	}
+	sentinel, err := testserver.StartRedis(ctx, testserver.RedisConfig{Sentinel: []string{"sentinel monitor m 127.0.0.1 " +
+		strings.TrimPrefix(plain.Addr(), "127.0.0.1:") + " 1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sentinel.Stop() })
+	sc, err := redisconn.New(redisconn.Options{URL: "redis://" + sentinel.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, sc.RequireSingleShard(ctx), "is a Redis Sentinel", "redis+sentinel://"+sentinel.Addr()+"/<master-name>")
+	sc.Close()
+
 	c, err := redisconn.Open(ctx, redisconn.Options{URL: plain.URL()})
 	if err != nil {
 		t.Fatal(err)
