@@ -63,8 +63,8 @@ type Config struct {
 	// layout's WaitBarrier key): a call fewer replicas confirmed in time
 	// fails with redisconn.ErrNotReplicated, although it was applied on
 	// the master (applying it again is harmless). The client must then
-	// implement redisconn.Pipeliner, as *redis.Client does. Default: no
-	// waiting.
+	// implement redisconn.Pipeliner, as *redis.Client does; the cluster
+	// layout does not support it. Default: no waiting.
 	Wait redisconn.Wait
 }
 
@@ -100,6 +100,10 @@ func New(c Client, cfg Config) (*Index, error) {
 		return nil, err
 	}
 	x.patcher = c
+	if cfg.Wait.Enabled() && x.layout.cluster {
+		// One Part's call, the barrier and WAIT would not share a node.
+		return nil, errors.New("index: Config.Wait is not supported with the cluster layout")
+	}
 	if cfg.Wait.Enabled() {
 		p, ok := c.(redisconn.Pipeliner)
 		if !ok {
