@@ -98,9 +98,9 @@ func TestClusterRefused(t *testing.T) {
 	node := testserver.Redis(t, testserver.RedisConfig{Args: []string{"--cluster-enabled", "yes",
 		"--cluster-config-file", filepath.Join(t.TempDir(), "nodes.conf")}})
 	for url, code := range map[string]int{"redis+cluster://" + node.Addr(): exitUsage, node.URL(): exitFail} {
-		for _, cmd := range [][]string{{"stats"}, {"run", "--metrics-addr", ""}, {"check"}, {"apply"}} {
+		for _, cmd := range [][]string{{"stats"}, {"run", "--source", "nats", "--metrics-addr", ""}, {"check"}, {"apply"}} {
 			r := indexer(t, []string{"INDEXER_REDIS_URL=" + url}, "", cmd...)
-			if r.Code != code || !strings.Contains(r.Stderr, "is a Redis Cluster") || !strings.Contains(r.Stderr, "--layout cluster") ||
+			if r.Code != code || !strings.Contains(r.Stderr, "Redis Cluster") || !strings.Contains(r.Stderr, "--layout cluster") ||
 				strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
 				t.Errorf("%v on %s: exit %d, want %d and one line naming --layout cluster:\n%s", cmd, url, r.Code, code, r.Stderr)
 			}
