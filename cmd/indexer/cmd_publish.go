@@ -104,7 +104,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 				return err
 			}
 			defer c.Close()
-			pub = redisPublisher{redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, MaxLen: *maxLen,
+			pub = redisPublisher{redisstream.NewPublisher(c.Client, redisstream.PublisherConfig{Stream: so.stream, MaxLen: *maxLen,
 				Pipeline: publishBatch, Wait: ro.wait})}
 		case sourceNATS:
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -101,12 +101,14 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		var oldest func(context.Context) (time.Time, bool, error) // for tombstone collection
 		switch so.source {
 		case sourceRedis:
-			src, err = redisstream.New(rc, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
+			src, err = redisstream.New(rc.Client, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
 				DeadLetterStream: so.deadLetter, ClaimMinIdle: wo.claimMinIdle, Logger: log})
 			if err != nil {
 				return usagef("%v", err)
 			}
-			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc, so.stream) }
+			oldest = func(ctx context.Context) (time.Time, bool, error) {
+				return redisstream.Oldest(ctx, rc.Client, so.stream)
+			}
 		case sourceNATS:
 			_, js, closeNATS, err := no.connect(log, "indexer "+wo.consumer)
 			if err != nil {
@@ -133,7 +135,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return jetstream.Oldest(ctx, js, so.stream) }
 		}
 		defer src.Close()
-		defer startGC(ctx, gco, x, rc, oldest, log)()
+		defer startGC(ctx, gco, x, rc.Client, oldest, log)()
 
 		var wg sync.WaitGroup
 		srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
@@ -153,7 +155,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			}()
 		}
 
-		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
+		src, applier := faultHooks(src, x, rc.Client, log) // unchanged unless built with the failpoints tag
 		r, err := consumer.New(consumer.Config{Source: src, Index: applier, Decoder: dec, BatchSize: wo.batchSize, BatchBytes: wo.batchBytes,
 			Linger: wo.linger, MaxDeliver: wo.maxDeliver, ShutdownTimeout: wo.shutdownTimeout, Logger: log, Metrics: metrics})
 		if err != nil {

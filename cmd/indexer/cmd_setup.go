@@ -77,7 +77,7 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 				return err
 			}
 			defer c.Close()
-			created, info, err := redisstream.Setup(ctx, c, so.stream, so.group, *from)
+			created, info, err := redisstream.Setup(ctx, c.Client, so.stream, so.group, *from)
 			if err != nil {
 				return c.Explain(err)
 			}

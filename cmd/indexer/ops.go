@@ -9,6 +9,7 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
@@ -33,7 +34,7 @@ func addOpsFlags(fs *flag.FlagSet) *opsOptions {
 // conns are the connections an operator command opened; close closes
 // them all.
 type conns struct {
-	rc      *redisconn.Client
+	rc      redis.UniversalClient // the Redis connection's client
 	x       *index.Index
 	js      natsjs.JetStream
 	log     *slog.Logger
@@ -61,15 +62,17 @@ func (o *opsOptions) open(ctx context.Context, a *app, needIndex bool) (*conns, 
 	}
 	c := &conns{log: log.With("source", o.so.source, "stream", o.so.stream, "group", o.so.group)}
 	if needIndex || o.so.source == sourceRedis {
+		var conn *redisconn.Conn
 		if needIndex {
-			c.x, c.rc, err = o.ro.openIndex(ctx, index.Config{})
+			c.x, conn, err = o.ro.openIndex(ctx, index.Config{})
 		} else {
-			c.rc, err = o.ro.connect(ctx)
+			conn, err = o.ro.connect(ctx)
 		}
 		if err != nil {
 			return nil, err
 		}
-		c.closers = append(c.closers, func() { c.rc.Close() })
+		c.rc = conn.Client
+		c.closers = append(c.closers, func() { conn.Close() })
 	}
 	if o.so.source == sourceNATS {
 		_, js, closeNATS, err := o.no.connect(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), "indexer ops")

@@ -87,7 +87,7 @@ func (goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
 func redactURL(u string) string { return redisconn.Redact(u) }
 
 // client returns a Redis client for the options. It does not connect.
-func (o *redisOptions) client() (*redisconn.Client, error) {
+func (o *redisOptions) client() (*redisconn.Conn, error) {
 	if o.wait.Replicas < 0 || o.wait.Enabled() && o.wait.Timeout <= 0 {
 		return nil, usagef("--redis-wait-replicas must not be negative, and --redis-wait-timeout must be positive")
 	}
@@ -116,7 +116,7 @@ func (o *redisOptions) client() (*redisconn.Client, error) {
 
 // connect returns a client that answered PING. Errors say how to fix the
 // problem.
-func (o *redisOptions) connect(ctx context.Context) (*redisconn.Client, error) {
+func (o *redisOptions) connect(ctx context.Context) (*redisconn.Conn, error) {
 	c, err := o.client()
 	if err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func (o *redisOptions) connect(ctx context.Context) (*redisconn.Client, error) {
 // loaded. With the gigapi layout it refuses a Redis Cluster, which the
 // layout cannot use (redis+cluster:// at once, a server that says it is a
 // cluster node once connected). Errors say how to fix the problem.
-func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, *redisconn.Client, error) {
+func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, *redisconn.Conn, error) {
 	if o.queues != nil {
 		var err error
 		if cfg.Queues, err = o.queues.config(); err != nil {
@@ -159,7 +159,7 @@ func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.
 	}
 	cfg.Layout = &layout
 	cfg.Wait = o.wait
-	x, err := index.New(c, cfg)
+	x, err := index.New(c.Client, cfg)
 	if err == nil {
 		err = x.Load(ctx)
 	}

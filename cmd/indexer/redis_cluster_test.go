@@ -19,9 +19,9 @@ func TestClusterURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cc, ok := c.UniversalClient.(*redis.ClusterClient)
+	cc, ok := c.Client.(*redis.ClusterClient)
 	if !ok {
-		t.Fatalf("a %T, want a cluster client", c.UniversalClient)
+		t.Fatalf("a %T, want a cluster client", c.Client)
 	}
 	opt := cc.Options()
 	if want := []string{"10.0.0.1:7000", "10.0.0.2:7001", "[::1]:7002"}; !reflect.DeepEqual(opt.Addrs, want) ||
@@ -30,7 +30,7 @@ func TestClusterURL(t *testing.T) {
 	}
 	tlsOpt := &redisOptions{url: "rediss+cluster://h1:7000,h2:7000"}
 	tc, err := tlsOpt.client()
-	if err != nil || tc.UniversalClient.(*redis.ClusterClient).Options().TLSConfig == nil {
+	if err != nil || tc.Client.(*redis.ClusterClient).Options().TLSConfig == nil {
 		t.Fatalf("rediss+cluster://: %v", err)
 	}
 	tc.Close()

@@ -67,19 +67,25 @@ type Options struct {
 // sentinels take over half a minute to report.
 const dialAttempts = 2
 
-// Client is a go-redis client for the deployment a URL names. It is safe
-// for concurrent use; Close closes it.
-type Client struct {
-	redis.UniversalClient
+// Conn is a go-redis client for the deployment a URL names, with what
+// the package knows about it (to explain failures). It is safe for
+// concurrent use; Close closes the client.
+//
+// Pass Client, not the Conn, to code that works on a Redis client: it is
+// go-redis's own type (*redis.Client, also for Sentinel, or
+// *redis.ClusterClient), so code that looks for a cluster client's
+// methods (ForEachMaster, say) finds them.
+type Conn struct {
+	Client  redis.UniversalClient
 	target  *Target
 	hasCert bool
 	log     *slog.Logger
 }
 
-// New returns a Client for o. It does not connect: see Open. Errors in
+// New returns a Conn for o. It does not connect: see Open. Errors in
 // the URL or the options wrap ErrInvalid; a password file that cannot be
 // read is reported as such.
-func New(o Options) (*Client, error) {
+func New(o Options) (*Conn, error) {
 	t, err := Parse(o.URL)
 	if err != nil {
 		return nil, err
@@ -111,7 +117,7 @@ func New(o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	c := &Client{target: t, hasCert: o.CertFile != "", log: o.Logger}
+	c := &Conn{target: t, hasCert: o.CertFile != "", log: o.Logger}
 	switch t.Kind {
 	case Sentinel:
 		fc := redis.NewFailoverClient(&redis.FailoverOptions{
@@ -121,9 +127,9 @@ func New(o Options) (*Client, error) {
 			TLSConfig: tc, ClientName: o.ClientName, ReadTimeout: o.ReadTimeout, DialerRetries: dialAttempts,
 		})
 		fc.AddHook(&masterWatch{log: o.Logger, name: t.MasterName})
-		c.UniversalClient = fc
+		c.Client = fc
 	case Cluster:
-		c.UniversalClient = redis.NewClusterClient(&redis.ClusterOptions{
+		c.Client = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: t.Addrs, Username: t.Username, Password: t.Password,
 			TLSConfig: tc, ClientName: o.ClientName, ReadTimeout: o.ReadTimeout, DialerRetries: dialAttempts,
 			// Slot migrations answer MOVED, ASK and TRYAGAIN for a while:
@@ -137,14 +143,14 @@ func New(o Options) (*Client, error) {
 			TLSConfig: tc, ClientName: o.ClientName, ReadTimeout: o.ReadTimeout, DialerRetries: dialAttempts,
 		})
 		rc.AddHook(&readOnlyHint{log: o.Logger, where: c.where()})
-		c.UniversalClient = rc
+		c.Client = rc
 	}
 	return c, nil
 }
 
-// Open returns a Client that answered PING. A failure is explained (see
+// Open returns a Conn whose server answered PING. A failure is explained (see
 // Explain).
-func Open(ctx context.Context, o Options) (*Client, error) {
+func Open(ctx context.Context, o Options) (*Conn, error) {
 	c, err := New(o)
 	if err != nil {
 		return nil, err
@@ -158,12 +164,15 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 
 // Connect sends PING, connecting if need be; a failure is explained (see
 // Explain).
-func (c *Client) Connect(ctx context.Context) error {
-	return c.Explain(c.Ping(ctx).Err())
+func (c *Conn) Connect(ctx context.Context) error {
+	return c.Explain(c.Client.Ping(ctx).Err())
 }
 
+// Close closes the client.
+func (c *Conn) Close() error { return c.Client.Close() }
+
 // Target returns the parsed URL (with the credentials in use).
-func (c *Client) Target() *Target { return c.target }
+func (c *Conn) Target() *Target { return c.target }
 
 func readSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
@@ -203,11 +212,11 @@ func tlsConfig(o Options) (*tls.Config, error) {
 
 // Mode asks the server what it is ("standalone", "sentinel" or
 // "cluster", from HELLO, which every user may run); "" if it cannot tell.
-func (c *Client) Mode(ctx context.Context) (string, error) {
+func (c *Conn) Mode(ctx context.Context) (string, error) {
 	if c.target.Kind == Cluster {
 		return "cluster", nil
 	}
-	v, err := c.Do(ctx, "HELLO").Result()
+	v, err := c.Client.Do(ctx, "HELLO").Result()
 	if err != nil {
 		if redis.HasErrorPrefix(err, "ERR unknown command") || redis.HasErrorPrefix(err, "NOPERM") {
 			return "", nil // Redis < 6, or an ACL without HELLO: unknown
@@ -234,7 +243,7 @@ func (c *Client) Mode(ctx context.Context) (string, error) {
 // names (files:, folders:, merge:…) span hash slots, so one patch cannot
 // be atomic on a cluster. It also refuses a sentinel reached as if it
 // were a data server (a redis:// URL with a sentinel's port).
-func (c *Client) RequireSingleShard(ctx context.Context) error {
+func (c *Conn) RequireSingleShard(ctx context.Context) error {
 	mode, err := c.Mode(ctx)
 	if err != nil {
 		return c.Explain(err)

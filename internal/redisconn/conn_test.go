@@ -208,7 +208,7 @@ func TestWaitScripter(t *testing.T) {
 	}
 	defer c.Close()
 	w := redisconn.Wait{Replicas: 1, Timeout: 300 * time.Millisecond}
-	s := w.Scripter(c, "idx:wait")
+	s := w.Scripter(c.Client, "idx:wait")
 	run := func(v string) error { return setScript.Run(ctx, s, []string{"k"}, v).Err() }
 	rc := replica.Client(t)
 
@@ -245,7 +245,7 @@ func TestWaitScripter(t *testing.T) {
 	if err := other.Set(ctx, "k", "4", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := redis.NewScript(`return redis.call('GET', KEYS[1])`).Run(ctx, w.Scripter(c, "idx:wait"), []string{"k"}).Err(); !errors.Is(err, redisconn.ErrNotReplicated) {
+	if err := redis.NewScript(`return redis.call('GET', KEYS[1])`).Run(ctx, w.Scripter(c.Client, "idx:wait"), []string{"k"}).Err(); !errors.Is(err, redisconn.ErrNotReplicated) {
 		t.Fatalf("a read-only call with another connection's write unreplicated: %v; want ErrNotReplicated", err)
 	}
 	if err := replica.Signal(syscall.SIGCONT); err != nil {
@@ -257,7 +257,7 @@ func TestWaitScripter(t *testing.T) {
 			t.Fatal("writes not confirmed after the replica resumed")
 		}
 	}
-	if err := c.ScriptFlush(ctx).Err(); err != nil { // NOSCRIPT: redis.Script falls back to EVAL, confirmed too
+	if err := c.Client.ScriptFlush(ctx).Err(); err != nil { // NOSCRIPT: redis.Script falls back to EVAL, confirmed too
 		t.Fatal(err)
 	}
 	if err := run("6"); err != nil {
@@ -369,7 +369,7 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	}
 	defer c.Close()
 	w := redisconn.Wait{Replicas: 1, Timeout: time.Second}
-	s := w.Scripter(c, "idx:wait")
+	s := w.Scripter(c.Client, "idx:wait")
 	write := func(v string) {
 		t.Helper()
 		deadline := time.Now().Add(time.Minute)
@@ -418,10 +418,10 @@ func TestReadOnlyHint(t *testing.T) {
 	if err := demoted.Client(t).SlaveOf(ctx, host, port).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Set(ctx, "k", "v", 0).Err(); !redis.HasErrorPrefix(err, "READONLY") {
+	if err := c.Client.Set(ctx, "k", "v", 0).Err(); !redis.HasErrorPrefix(err, "READONLY") {
 		t.Fatalf("SET on a replica: %v; want READONLY", err)
 	}
-	c.Set(ctx, "k", "v", 0) // logged once a minute at most
+	c.Client.Set(ctx, "k", "v", 0) // logged once a minute at most
 	if got := logs.String(); strings.Count(got, "answers READONLY") != 1 || !strings.Contains(got, "redis+sentinel://") {
 		t.Errorf("want one hint naming redis+sentinel://, got:\n%s", got)
 	}

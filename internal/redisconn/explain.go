@@ -13,7 +13,7 @@ import (
 )
 
 // where names the target in messages, without credentials.
-func (c *Client) where() string {
+func (c *Conn) where() string {
 	t := c.target
 	switch t.Kind {
 	case Sentinel:
@@ -31,7 +31,7 @@ func (c *Client) where() string {
 // unknown Sentinel master names, a cluster node reached as a standalone
 // server. Other errors are returned with the target named. The result
 // wraps err and contains no password.
-func (c *Client) Explain(err error) error {
+func (c *Conn) Explain(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -84,7 +84,7 @@ func (c *Client) Explain(err error) error {
 // explainSentinel explains a failure to find the master through the
 // sentinels (go-redis: "all sentinels specified in configuration are
 // unreachable", joining each sentinel's error).
-func (c *Client) explainSentinel(err error) error {
+func (c *Conn) explainSentinel(err error) error {
 	t := c.target
 	where := fmt.Sprintf("the sentinels %s", strings.Join(t.Addrs, ","))
 	switch {

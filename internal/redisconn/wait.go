@@ -89,7 +89,7 @@ func (w Wait) Check(cmd *redis.IntCmd) error {
 }
 
 // Pipeliner is a client Scripter can wrap: *redis.Client (also the
-// Sentinel failover client) and *Client are.
+// Sentinel failover client) is.
 type Pipeliner interface {
 	redis.Scripter
 	Pipeline() redis.Pipeliner
