@@ -42,6 +42,7 @@ type backfillOptions struct {
 func setupBackfill(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	ro := addIndexFlags(fs)
 	addQueueFlags(fs, ro, nil, false)
+	addWaitFlags(fs, ro, "each batch (applied, or published with --publish --source redis)")
 	so := addStreamFlags(fs, false)
 	no := addNATSFlags(fs, false)
 	tf := addTableFlags(fs, "to backfill (default every one under --root)")
@@ -112,7 +113,7 @@ func backfillPublisher(ctx context.Context, a *app, ro *redisOptions, so *stream
 		if err != nil {
 			return nil, nil, err
 		}
-		p := redisstream.NewPublisher(c, redisstream.PublisherConfig{Stream: so.stream, Pipeline: publishBatch})
+		p := redisstream.NewPublisher(c.Client, redisstream.PublisherConfig{Stream: so.stream, Pipeline: publishBatch, Wait: ro.wait})
 		return redisPublisher{p}, func() { c.Close() }, nil
 	default:
 		log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
