@@ -60,7 +60,7 @@ func TestRedisURLErrorsHidePassword(t *testing.T) {
 	cmds := [][]string{{"stats"}, {"get", "--database", "d", "--table", "t", "date=2024-01-15/hour=14/a.1.parquet"},
 		{"query", "--database", "d", "--table", "t"}, {"check"}, {"apply"}, {"run"}, {"setup"}, {"publish", "--generate", "1"},
 		{"status"}, {"dlq", "list"}, {"gc"}, {"replay", "--from", "earliest"}, {"group", "reset", "--to", "latest"},
-		{"plan", "publish"}}
+		{"plan", "publish"}, {"adopt"}, {"backfill", "--root", "/nonexistent"}}
 	cfg := filepath.Join(t.TempDir(), "indexer.conf")
 	for url, says := range urls {
 		if err := os.WriteFile(cfg, []byte("redis-url = "+url+"\n"), 0o600); err != nil {
