@@ -15,6 +15,8 @@ REVISION ?= $(shell r=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git dif
 LDFLAGS  := -X github.com/streamindex/indexer/internal/buildinfo.version=$(VERSION) -X github.com/streamindex/indexer/internal/buildinfo.revision=$(REVISION)
 IMAGE    ?= indexer
 
+# The integration package runs for minutes, more on a loaded machine:
+# go test's default 10-minute limit per package is too short for it.
 TESTFLAGS := -count=1 -timeout 30m
 ifneq ($(T),)
 TESTFLAGS += -run '$(T)'

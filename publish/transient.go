@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
 // transientPrefixes are the Redis error codes of conditions that pass on
@@ -56,7 +57,8 @@ func Transient(err error) bool {
 		errors.Is(err, net.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed),
 		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrStaleConnection),
-		errors.Is(err, jetstream.ErrNoStreamResponse):
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, redisconn.ErrNotReplicated): // WAIT: replicas down or lagging
 		return true
 	case errors.As(err, &apiErr):
 		return apiErr.Code >= 500

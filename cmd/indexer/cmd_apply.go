@@ -33,6 +33,7 @@ func setupApply(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 	ro := addIndexFlags(fs)
 	do := addDecoderFlags(fs)
 	addQueueFlags(fs, ro, do, false)
+	addWaitFlags(fs, ro, "each patch_index call")
 	file := fs.String("file", "-", "NDJSON `file` of events, one per line; - reads stdin")
 	var batch int
 	intVar(fs, &batch, "batch-size", 1000, 1, "`events` applied per patch_index call")

@@ -41,6 +41,7 @@ type backfillOptions struct {
 func setupBackfill(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	ro := addIndexFlags(fs)
 	addQueueFlags(fs, ro, nil, false)
+	addWaitFlags(fs, ro, "each batch (applied, or published with --publish --source redis)")
 	so := addStreamFlags(fs, false)
 	no := addNATSFlags(fs, false)
 	tf := addTableFlags(fs, "to backfill (default every one under --root)")

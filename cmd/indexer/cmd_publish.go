@@ -86,7 +86,8 @@ func openPublisher(ctx context.Context, ro *redisOptions, so *streamOptions, no 
 		if err != nil {
 			return nil, nil, err
 		}
-		p, err := redispub.New(c, redispub.Config{Options: opts, Stream: so.stream, MaxLen: max(maxLen, 0), Pipeline: publishBatch})
+		p, err := redispub.New(c.Client, redispub.Config{Options: opts, Stream: so.stream, MaxLen: max(maxLen, 0), Pipeline: publishBatch,
+			WaitReplicas: ro.wait.Replicas, WaitTimeout: ro.wait.Timeout})
 		if err != nil {
 			c.Close()
 			return nil, nil, err
@@ -108,6 +109,7 @@ func openPublisher(ctx context.Context, ro *redisOptions, so *streamOptions, no 
 
 func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	ro := addRedisFlags(fs)
+	addWaitFlags(fs, ro, "the published events (--source redis)")
 	so := addStreamFlags(fs, false)
 	no := addNATSFlags(fs, false)
 	do := addDecoderFlags(fs) // the workers' rules: what they would dead-letter is refused here

@@ -10,9 +10,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
 func init() {
@@ -230,7 +229,7 @@ func setupCheck(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		}
 		open := ro.readIndex // a check only reads; a repair writes, with scripts
 		if *repair {
-			open = func(ctx context.Context) (*index.Index, redis.UniversalClient, error) {
+			open = func(ctx context.Context) (*index.Index, *redisconn.Conn, error) {
 				return ro.openIndex(ctx, index.Config{})
 			}
 		}

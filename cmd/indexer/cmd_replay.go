@@ -59,6 +59,7 @@ func setupReplay(fs *flag.FlagSet, a *app) func(context.Context, []string) error
 	oo := addOpsFlags(fs)
 	do := addDecoderFlags(fs)
 	addQueueFlags(fs, oo.ro, do, false) // a replay keeps the queues as the workers do
+	addWaitFlags(fs, oo.ro, "each batch's index write")
 	from := fs.String("from", "", "first entry to re-apply: an entry id (redis <ms>-<seq> or <ms>), a sequence (nats), an RFC 3339 `position` "+
 		"(the first entry stored at or after it) or earliest")
 	to := fs.String("to", "", "last entry to re-apply, inclusive, in the same forms (latest or empty: the stream's last entry when the replay starts)")

@@ -9,12 +9,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/redisconn"
 	"github.com/streamindex/indexer/internal/telemetry"
 )
 
@@ -73,6 +73,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	no := addNATSFlags(fs, true)
 	do := addDecoderFlags(fs)
 	qo := addQueueFlags(fs, ro, do, true)
+	addWaitFlags(fs, ro, "each batch's index write")
 	wo := addWorkerFlags(fs)
 	lo := addLogFlags(fs)
 	gco := addGCFlags(fs, true)
@@ -86,6 +87,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			return err
 		}
 		if err := checkStreamSlot(so.source, ro.url, so.stream, so.deadLetter); err != nil {
+			return err
+		}
+		if err := ro.validate(); err != nil {
 			return err
 		}
 		if no.embeddedDir != "" && so.source != sourceNATS {
@@ -143,8 +147,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		// at once): wait for them, not ready meanwhile.
 		await := consumer.AwaitConfig{Logger: log, Retryable: retryableAtStart}
 		var x *index.Index
-		var rc redis.UniversalClient
-		err = consumer.Await(ctx, await, "Redis at "+redisHost(ro.url), func(ctx context.Context) (err error) {
+		var rc *redisconn.Conn
+		ro.log = log
+		err = consumer.Await(ctx, await, "Redis at "+redactURL(ro.url), func(ctx context.Context) (err error) {
 			x, rc, err = ro.openIndex(ctx, index.Config{MaxEventsPerCall: 1000, Decoded: true}) // the loop's Decoder validated every event
 			return err
 		})
@@ -159,15 +164,15 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		var oldest func(context.Context) (time.Time, bool, error) // for tombstone collection
 		switch so.source {
 		case sourceRedis:
-			src, err = redisstream.New(rc, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
+			src, err = redisstream.New(rc.Client, redisstream.Config{Stream: so.stream, Group: so.group, Consumer: wo.consumer,
 				DeadLetterStream: so.deadLetter, DeadLetterMaxLen: wo.deadLetterMaxLen, ClaimMinIdle: wo.claimMinIdle, Logger: log})
 			if err != nil {
 				return usagef("%v", err)
 			}
-			if err := redisstream.LoadScripts(ctx, rc); err != nil {
-				return ro.explain(err)
+			if err := redisstream.LoadScripts(ctx, rc.Client); err != nil {
+				return rc.Explain(err)
 			}
-			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc, so.stream) }
+			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc.Client, so.stream) }
 		case sourceNATS:
 			var nc *nats.Conn
 			var js natsjs.JetStream
@@ -210,9 +215,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			oldest = func(ctx context.Context) (time.Time, bool, error) { return jetstream.Oldest(ctx, js, so.stream) }
 		}
 		defer src.Close()
-		defer startGC(ctx, gco, x, rc, oldest, log)()
+		defer startGC(ctx, gco, x, rc.Client, oldest, log)()
 
-		src, applier := faultHooks(src, x, rc, log) // unchanged unless built with the failpoints tag
+		src, applier := faultHooks(src, x, rc.Client, log) // unchanged unless built with the failpoints tag
 		linger := wo.linger
 		if linger == 0 {
 			linger = -1 // consumer.Config's "no lingering"
@@ -226,7 +231,8 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err != nil {
 			return usagef("%v", err)
 		}
-		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver)
+		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver,
+			"redis", redactURL(ro.url), "redis_wait_replicas", ro.wait.Replicas)
 		if err := r.Run(ctx); err != nil {
 			return err
 		}

@@ -99,9 +99,9 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 				return err
 			}
 			defer c.Close()
-			created, info, err := redisstream.Setup(ctx, c, so.stream, so.group, *from)
+			created, info, err := redisstream.Setup(ctx, c.Client, so.stream, so.group, *from)
 			if err != nil {
-				return ro.explain(err)
+				return c.Explain(err)
 			}
 			if created {
 				fmt.Fprintf(a.stdout, "created group %q on stream %q at %s\n", so.group, so.stream, *from)

@@ -14,6 +14,7 @@ import (
 	"github.com/streamindex/indexer/internal/consumer/jetstream"
 	"github.com/streamindex/indexer/internal/consumer/redisstream"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
 // opsOptions are the flags the operator commands (replay, group, status,
@@ -33,7 +34,7 @@ func addOpsFlags(fs *flag.FlagSet) *opsOptions {
 // conns are the connections an operator command opened; close closes
 // them all.
 type conns struct {
-	rc      redis.UniversalClient
+	rc      redis.UniversalClient // the Redis connection's client
 	x       *index.Index
 	js      natsjs.JetStream
 	log     *slog.Logger
@@ -70,18 +71,20 @@ func (o *opsOptions) open(ctx context.Context, a *app, use indexUse) (*conns, er
 	}
 	c := &conns{log: log.With("source", o.so.source, "stream", o.so.stream, "group", o.so.group)}
 	if use != noIndex || o.so.source == sourceRedis {
+		var conn *redisconn.Conn
 		switch use {
 		case writesIndex:
-			c.x, c.rc, err = o.ro.openIndex(ctx, index.Config{})
+			c.x, conn, err = o.ro.openIndex(ctx, index.Config{})
 		case readsIndex:
-			c.x, c.rc, err = o.ro.readIndex(ctx)
+			c.x, conn, err = o.ro.readIndex(ctx)
 		default:
-			c.rc, err = o.ro.connect(ctx)
+			conn, err = o.ro.connect(ctx)
 		}
 		if err != nil {
 			return nil, err
 		}
-		c.closers = append(c.closers, func() { c.rc.Close() })
+		c.rc = conn.Client
+		c.closers = append(c.closers, func() { conn.Close() })
 	}
 	if o.so.source == sourceNATS {
 		_, js, closeNATS, err := o.no.connect(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), "indexer ops")

@@ -2,45 +2,51 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"strings"
-	"syscall"
-
-	"github.com/redis/go-redis/v9"
+	"time"
 
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
 	"github.com/streamindex/indexer/internal/redact"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
-// redisOptions are the flags of every command that talks to Redis.
+// redisOptions are the flags of every command that talks to Redis. The
+// connection itself (URL schemes, TLS, explained errors) is
+// internal/redisconn's.
 type redisOptions struct {
-	url          string
-	passwordFile string
-	caFile       string
-	certFile     string
-	keyFile      string
-	insecure     bool
-	prefix       string
-	layout       string
-	queues       *queueOptions // set by addQueueFlags
+	url                  string
+	passwordFile         string
+	sentinelPasswordFile string
+	caFile               string
+	certFile             string
+	keyFile              string
+	insecure             bool
+	prefix               string
+	layout               string
+	queues               *queueOptions  // set by addQueueFlags
+	wait                 redisconn.Wait // set by addWaitFlags
+	// log receives the connection's topology changes (a Sentinel master
+	// moving); default warnings to stderr.
+	log *slog.Logger
 }
 
 func addRedisFlags(fs *flag.FlagSet) *redisOptions {
 	o := &redisOptions{}
 	fs.StringVar(&o.url, "redis-url", "redis://127.0.0.1:6379/0",
-		"Redis `URL`: redis://[user:password@]host:port/db, or rediss:// for TLS (the server certificate is verified); "+
+		"Redis `URL`: redis://[user:password@]host:port/db; rediss:// for TLS (the server certificate is verified); "+
+			"redis+sentinel://[user:password@]host:port[,host:port…]/<master-name>[/<db>] to find the master through Sentinel and follow failovers "+
+			"(user:password are the master's; the sentinels' own: ?sentinel_password=…); rediss+sentinel:// for TLS to both; "+
 			"redis+cluster://[user:password@]host:port[,host:port…] (rediss+cluster://) for a Redis Cluster, with --layout cluster")
 	fs.StringVar(&o.passwordFile, "redis-password-file", "",
 		"read the Redis password from this `file` (overrides one in the URL; keeps it out of ps and env)")
+	fs.StringVar(&o.sentinelPasswordFile, "redis-sentinel-password-file", "",
+		"read the sentinels' own password from this `file` (redis+sentinel://; overrides sentinel_password in the URL)")
 	fs.StringVar(&o.caFile, "redis-ca", "", "PEM `file` of CA certificates to verify the Redis server with (rediss://); default the system pool")
 	fs.StringVar(&o.certFile, "redis-cert", "", "PEM client certificate `file` for Redis TLS client authentication")
 	fs.StringVar(&o.keyFile, "redis-key", "", "PEM client key `file` for --redis-cert")
@@ -61,6 +67,15 @@ func addIndexFlags(fs *flag.FlagSet) *redisOptions {
 	return o
 }
 
+// addWaitFlags adds --redis-wait-replicas and --redis-wait-timeout to a
+// command that writes the index or the stream.
+func addWaitFlags(fs *flag.FlagSet, o *redisOptions, what string) {
+	fs.IntVar(&o.wait.Replicas, "redis-wait-replicas", 0,
+		"confirm "+what+" with WAIT on this many Redis `replicas` before treating it as done (acknowledging it), "+
+			"so that a failover cannot lose it; fewer within --redis-wait-timeout is retried (0: do not wait; see README 'Redis: standalone, Sentinel, TLS')")
+	fs.DurationVar(&o.wait.Timeout, "redis-wait-timeout", time.Second, "how long one WAIT for --redis-wait-replicas may take")
+}
+
 // goRedisLogger sends go-redis's own messages (dial retries) to slog at
 // debug level: the command's errors already say what matters, in one line.
 type goRedisLogger struct{}
@@ -73,102 +88,76 @@ func (goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
 // (also when u does not parse).
 func redactURL(u string) string { return redact.URL(u) }
 
-// client returns a Redis client for the options: a cluster client for a
-// redis+cluster:// URL. It does not connect.
-func (o *redisOptions) client() (redis.UniversalClient, error) {
-	if isClusterURL(o.url) {
-		return o.clusterClient()
+// client returns a Redis client for the options. It does not connect.
+func (o *redisOptions) client() (*redisconn.Conn, error) {
+	if o.wait.Replicas < 0 || o.wait.Enabled() && o.wait.Timeout <= 0 {
+		return nil, usagef("--redis-wait-replicas must not be negative, and --redis-wait-timeout must be positive")
 	}
-	opt, err := redis.ParseURL(o.url)
+	log := o.log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ro := redisconn.Options{URL: o.url, PasswordFile: o.passwordFile, SentinelPasswordFile: o.sentinelPasswordFile,
+		CAFile: o.caFile, CertFile: o.certFile, KeyFile: o.keyFile, InsecureSkipVerify: o.insecure, Logger: log}
+	if o.wait.Enabled() {
+		ro.ReadTimeout = o.wait.ReadTimeout()
+	}
+	c, err := redisconn.New(ro)
+	if errors.Is(err, redisconn.ErrInvalid) {
+		return nil, usagef("--redis-url %v", strings.TrimPrefix(err.Error(), redisconn.ErrInvalid.Error()+": "))
+	}
 	if err != nil {
-		var ue *url.Error // its text holds the URL as given, password and all
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, usagef("--redis-url %s: %v", redact.URL(o.url), err)
-	}
-	if err := o.secure(&opt.Password, opt.TLSConfig, "rediss://"); err != nil {
 		return nil, err
 	}
-	opt.ClientName = "indexer"
-	return redis.NewClient(opt), nil
+	if o.wait.Enabled() && c.Target().Kind == redisconn.Cluster {
+		c.Close()
+		return nil, usagef("--redis-wait-replicas is not supported with redis+cluster:// (WAIT must follow the writes on their shard's connection)")
+	}
+	return c, nil
 }
 
-// secure applies --redis-password-file to password and the TLS flags to
-// tlsCfg (nil for a URL without TLS, whose scheme for TLS is tlsScheme).
-func (o *redisOptions) secure(password *string, tlsCfg *tls.Config, tlsScheme string) error {
-	if o.passwordFile != "" {
-		b, err := os.ReadFile(o.passwordFile)
-		if err != nil {
-			return fmt.Errorf("--redis-password-file: %w", err)
-		}
-		*password = strings.TrimRight(string(b), "\r\n")
+// validate checks the Redis flags (the URL, TLS and password files, the
+// WAIT flags) without connecting, so that a command can refuse them
+// before it starts anything.
+func (o *redisOptions) validate() error {
+	c, err := o.client()
+	if err != nil {
+		return err
 	}
-	if tlsCfg == nil && (o.caFile != "" || o.certFile != "" || o.insecure) {
-		return usagef("TLS flags given but --redis-url is not %s", tlsScheme)
-	}
-	if tlsCfg != nil {
-		return o.tls(tlsCfg)
-	}
-	return nil
-}
-
-func (o *redisOptions) tls(cfg *tls.Config) error {
-	cfg.MinVersion = tls.VersionTLS12
-	cfg.InsecureSkipVerify = o.insecure
-	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
-		if err != nil {
-			return fmt.Errorf("--redis-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--redis-ca %s: no PEM certificate found", o.caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if (o.certFile == "") != (o.keyFile == "") {
-		return usagef("--redis-cert and --redis-key go together")
-	}
-	if o.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
-		if err != nil {
-			return fmt.Errorf("--redis-cert/--redis-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return nil
+	return c.Close()
 }
 
 // connect returns a client that answered PING. Errors say how to fix the
 // problem.
-func (o *redisOptions) connect(ctx context.Context) (redis.UniversalClient, error) {
+func (o *redisOptions) connect(ctx context.Context) (*redisconn.Conn, error) {
 	c, err := o.client()
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Ping(ctx).Err(); err != nil {
+	if err := c.Connect(ctx); err != nil {
 		c.Close()
-		return nil, o.explain(err)
+		return nil, err
 	}
 	return c, nil
 }
 
 // openIndex connects to Redis and returns the index with its scripts
-// loaded, for commands that write the index. Errors say how to fix the
-// problem.
-func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, redis.UniversalClient, error) {
+// loaded, for commands that write the index. With the gigapi layout it
+// refuses a Redis Cluster, which the layout cannot use (redis+cluster://
+// at once, a server that says it is a cluster node once connected).
+// Errors say how to fix the problem.
+func (o *redisOptions) openIndex(ctx context.Context, cfg index.Config) (*index.Index, *redisconn.Conn, error) {
 	return o.indexWith(ctx, cfg, true)
 }
 
 // readIndex is openIndex for commands that only read the index: they run
 // no script, so it loads none (a read-only Redis user needs no SCRIPT
 // LOAD).
-func (o *redisOptions) readIndex(ctx context.Context) (*index.Index, redis.UniversalClient, error) {
+func (o *redisOptions) readIndex(ctx context.Context) (*index.Index, *redisconn.Conn, error) {
 	return o.indexWith(ctx, index.Config{}, false)
 }
 
-func (o *redisOptions) indexWith(ctx context.Context, cfg index.Config, load bool) (*index.Index, redis.UniversalClient, error) {
+func (o *redisOptions) indexWith(ctx context.Context, cfg index.Config, load bool) (*index.Index, *redisconn.Conn, error) {
 	if o.queues != nil {
 		var err error
 		if cfg.Queues, err = o.queues.config(); err != nil {
@@ -182,72 +171,28 @@ func (o *redisOptions) indexWith(ctx context.Context, cfg index.Config, load boo
 	if err := o.checkClusterLayout(layout); err != nil {
 		return nil, nil, err
 	}
-	c, err := o.connect(ctx)
+	c, err := o.client()
 	if err != nil {
 		return nil, nil, err
 	}
+	if !layout.Cluster() {
+		// A redis:// URL can still reach a cluster node.
+		if err := c.RequireSingleShard(ctx); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
 	cfg.Layout = &layout
-	x, err := index.New(c, cfg)
+	cfg.Wait = o.wait
+	x, err := index.New(c.Client, cfg)
 	if err == nil && load {
 		err = x.Load(ctx)
 	}
 	if err != nil {
 		c.Close()
-		return nil, nil, o.explain(err)
+		return nil, nil, c.Explain(err)
 	}
 	return x, c, nil
-}
-
-// explain turns a Redis connection error into one line that says what to
-// do, without the password. The result still wraps err, so
-// consumer.Classify tells an outage from a refusal.
-func (o *redisOptions) explain(err error) error {
-	where := "Redis at " + redisHost(o.url)
-	var certErr *tls.CertificateVerificationError
-	var opErr *net.OpError
-	switch {
-	case errors.As(err, &certErr):
-		return explained(err, "%s: TLS certificate not trusted (%v): pass its CA with --redis-ca", where, certErr.Err)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return explained(err, "cannot reach %s: connection refused; start redis-server or point --redis-url (INDEXER_REDIS_URL) at it", where)
-	case redis.HasErrorPrefix(err, "NOAUTH"), redis.HasErrorPrefix(err, "WRONGPASS"):
-		return explained(err, "%s refused the credentials (%v): set the user and password in --redis-url or --redis-password-file", where, err)
-	case redis.HasErrorPrefix(err, "NOPERM"):
-		return explained(err, "%s: the user lacks a permission (%v): grant the ACL in README 'Redis permissions'", where, err)
-	case errors.As(err, &opErr):
-		return explained(err, "cannot reach %s: %v; check --redis-url (INDEXER_REDIS_URL) and the network", where, err)
-	}
-	return fmt.Errorf("%s: %w", where, err)
-}
-
-// explainedError is a message that says what to do, wrapping its cause.
-type explainedError struct {
-	msg   string
-	cause error
-}
-
-func (e *explainedError) Error() string { return e.msg }
-func (e *explainedError) Unwrap() error { return e.cause }
-
-func explained(cause error, format string, args ...any) error {
-	return &explainedError{msg: fmt.Sprintf(format, args...), cause: cause}
-}
-
-func redisHost(u string) string {
-	if isClusterURL(u) {
-		_, rest, _ := strings.Cut(u, "://")
-		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-			rest = rest[at+1:]
-		}
-		if i := strings.IndexAny(rest, "/?"); i >= 0 {
-			rest = rest[:i]
-		}
-		return rest
-	}
-	if p, err := url.Parse(u); err == nil && p.Host != "" {
-		return p.Host
-	}
-	return "(see --redis-url)"
 }
 
 // decoderOptions are the flags that shape event validation.

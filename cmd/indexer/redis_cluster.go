@@ -1,71 +1,18 @@
 package main
 
-// Redis Cluster connections (redis+cluster:// URLs), kept apart so that
-// they fold easily into the shared Redis connection code.
+// The flag checks of Redis Cluster URLs; internal/redisconn makes the
+// cluster client.
 
 import (
-	"net/url"
-	"strings"
-
-	"github.com/redis/go-redis/v9"
-
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
-// Cluster URL schemes: a comma-separated list of seed nodes, any of the
-// cluster's nodes (go-redis discovers the others and follows MOVED/ASK).
-const (
-	clusterScheme    = "redis+cluster://"
-	clusterTLSScheme = "rediss+cluster://"
-)
-
-// isClusterURL reports whether u names a Redis Cluster.
+// isClusterURL reports whether u names a Redis Cluster
+// (redis+cluster://, rediss+cluster://; see internal/redisconn).
 func isClusterURL(u string) bool {
-	return strings.HasPrefix(u, clusterScheme) || strings.HasPrefix(u, clusterTLSScheme)
-}
-
-// clusterClient returns a Redis Cluster client for a
-// redis+cluster://[user:password@]host:port[,host:port…][?option=value…]
-// URL (rediss+cluster:// for TLS; the options are go-redis's cluster URL
-// options). It does not connect.
-func (o *redisOptions) clusterClient() (*redis.ClusterClient, error) {
-	scheme, rest, _ := strings.Cut(o.url, "://")
-	auth, hosts := "", rest
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		hosts = rest[:i]
-	}
-	query := strings.TrimPrefix(rest[len(hosts):], "/")
-	if at := strings.LastIndexByte(hosts, '@'); at >= 0 {
-		auth, hosts = hosts[:at+1], hosts[at+1:]
-	}
-	seeds := strings.Split(hosts, ",")
-	bad := func(why string) error {
-		return usagef("--redis-url %s: %s; use %shost:port[,host:port…]", redactURL(o.url), why, clusterScheme)
-	}
-	if hosts == "" || query != "" && query[0] != '?' {
-		return nil, bad("no seed nodes, or a path (a cluster has no database number)")
-	}
-	u := strings.TrimSuffix(scheme, "+cluster") + "://" + auth + seeds[0] + "?"
-	q := strings.TrimPrefix(query, "?")
-	for _, s := range seeds[1:] {
-		if s == "" {
-			return nil, bad("an empty seed node")
-		}
-		q += "&addr=" + url.QueryEscape(s)
-	}
-	opt, err := redis.ParseClusterURL(u + strings.TrimPrefix(q, "&"))
-	if err != nil {
-		return nil, bad(err.Error())
-	}
-	if err := o.secure(&opt.Password, opt.TLSConfig, clusterTLSScheme); err != nil {
-		return nil, err
-	}
-	opt.ClientName = "indexer"
-	// Slot migrations answer MOVED, ASK and TRYAGAIN for a while: follow
-	// more redirects than the default 3 before an error reaches the caller
-	// (which retries it anyway).
-	opt.MaxRedirects = 16
-	return redis.NewClusterClient(opt), nil
+	t, err := redisconn.Parse(u)
+	return err == nil && t.Kind == redisconn.Cluster
 }
 
 // checkClusterLayout refuses the gigapi layout on a Redis Cluster URL:

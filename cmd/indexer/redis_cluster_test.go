@@ -5,36 +5,39 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/streamindex/indexer/internal/index"
 )
 
 // TestClusterURL parses redis+cluster:// URLs into cluster clients and
 // refuses bad ones without showing the password.
 func TestClusterURL(t *testing.T) {
-	o := &redisOptions{url: "redis+cluster://app:s3cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002?dial_timeout=3s"}
-	c, err := o.clusterClient()
+	o := &redisOptions{url: "redis+cluster://app:s3cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002"}
+	c, err := o.client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	opt := c.Options()
+	cc, ok := c.Client.(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("a %T, want a cluster client", c.Client)
+	}
+	opt := cc.Options()
 	if want := []string{"10.0.0.1:7000", "10.0.0.2:7001", "[::1]:7002"}; !reflect.DeepEqual(opt.Addrs, want) ||
-		opt.Username != "app" || opt.Password != "s3cret" || opt.DialTimeout.Seconds() != 3 || opt.TLSConfig != nil {
+		opt.Username != "app" || opt.Password != "s3cret" || opt.MaxRedirects != 16 || opt.TLSConfig != nil {
 		t.Fatalf("options: %+v", opt)
 	}
-	if redisHost(o.url) != "10.0.0.1:7000,10.0.0.2:7001,[::1]:7002" {
-		t.Fatalf("redisHost: %q", redisHost(o.url))
-	}
 	tlsOpt := &redisOptions{url: "rediss+cluster://h1:7000,h2:7000"}
-	tc, err := tlsOpt.clusterClient()
-	if err != nil || tc.Options().TLSConfig == nil {
-		t.Fatalf("rediss+cluster://: TLS %v, %v", tc.Options().TLSConfig, err)
+	tc, err := tlsOpt.client()
+	if err != nil || tc.Client.(*redis.ClusterClient).Options().TLSConfig == nil {
+		t.Fatalf("rediss+cluster://: %v", err)
 	}
 	tc.Close()
-	for _, bad := range []string{"redis+cluster://app:s3cret@", "redis+cluster://app:s3cret@h1:1/0", "redis+cluster://app:s3cret@h1:1,,h2:2",
+	for _, bad := range []string{"redis+cluster://app:s3cret@", "redis+cluster://app:s3cret@h1:1/1", "redis+cluster://app:s3cret@h1:1,,h2:2",
 		"redis+cluster://app:s3cret@h1:1?bogus=1"} {
 		o := &redisOptions{url: bad}
-		_, err := o.clusterClient()
+		_, err := o.client()
 		if err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("%s: %v, want an error without the password", bad, err)
 		}

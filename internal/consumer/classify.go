@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/redisconn"
 	"github.com/streamindex/indexer/publish"
 )
 
@@ -79,13 +80,18 @@ func Classify(err error) Class {
 		return Fatal
 	case errors.Is(err, ErrGroupMissing), errors.Is(err, ErrStreamMissing),
 		errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
-		errors.Is(err, jetstream.ErrConsumerDeleted),
+		errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, redisconn.ErrUnsupported),
 		errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrPermissionViolation),
 		// The connection reconnects forever; closed means closed for good.
 		errors.Is(err, nats.ErrConnectionClosed):
 		return Fatal
 	case errors.As(err, &ve):
 		return Poison
+	case errors.Is(err, redisconn.ErrNotReplicated):
+		// Applied on the master, not yet confirmed by enough replicas
+		// (--redis-wait-replicas): not acknowledged; applying it again
+		// is harmless, and the replicas may be back by then.
+		return Retry
 	case errors.As(err, &rerr):
 		for _, p := range fatalPrefixes {
 			if redis.HasErrorPrefix(err, p) {

@@ -17,6 +17,7 @@ import (
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/consumer"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/redisconn"
 	"github.com/streamindex/indexer/internal/testserver"
 )
 
@@ -134,6 +135,8 @@ func TestClassifyReplies(t *testing.T) {
 		{redisError("ASK 3999 127.0.0.1:6381"), consumer.Retry},
 		{redisError("MASTERDOWN Link with MASTER is down"), consumer.Retry},
 		{redisError("READONLY You can't write against a read only replica."), consumer.Retry},
+		{redisError("READONLY You can't write against a read only replica. script: 3d0a, on @user_script:12."), consumer.Retry},
+		{fmt.Errorf("patch_index: %w", &redisconn.NotReplicatedError{Want: 1, Got: 0, Timeout: time.Second}), consumer.Retry},
 		{redisError("OOM command not allowed when used memory > 'maxmemory'."), consumer.Retry},
 		{redisError("CORRUPT patch_index: field x of folders:db:t is not a file count"), consumer.Poison},
 		{redisError("ERR user_script:1: Script attempted to access nonexistent global variable"), consumer.Poison},

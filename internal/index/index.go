@@ -23,6 +23,7 @@ import (
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/failpoint"
 	"github.com/streamindex/indexer/internal/lua"
+	"github.com/streamindex/indexer/internal/redisconn"
 )
 
 // Client is the part of a Redis client the index uses. *redis.Client
@@ -63,11 +64,20 @@ type Config struct {
 	// invalid event may then write malformed keys. Default false: Apply
 	// validates every event first.
 	Decoded bool
+	// Wait, when enabled, confirms every patch_index call of Apply with
+	// WAIT on the call's own connection (redisconn.Wait.Scripter, with the
+	// layout's WaitBarrier key): a call fewer replicas confirmed in time
+	// fails with redisconn.ErrNotReplicated, although it was applied on
+	// the master (applying it again is harmless). The client must then
+	// implement redisconn.Pipeliner, as *redis.Client does; the cluster
+	// layout does not support it. Default: no waiting.
+	Wait redisconn.Wait
 }
 
 // Index reads and writes the index. It is safe for concurrent use.
 type Index struct {
 	c         Client
+	patcher   redis.Scripter // runs Apply's patch_index calls: c, or c confirmed by WAIT
 	layout    Layout
 	maxEvents int
 	now       func() time.Time
@@ -95,6 +105,18 @@ func New(c Client, cfg Config) (*Index, error) {
 	var err error
 	if x.queue, err = newQueueConf(cfg.Queues); err != nil {
 		return nil, err
+	}
+	x.patcher = c
+	if cfg.Wait.Enabled() && x.layout.cluster {
+		// One Part's call, the barrier and WAIT would not share a node.
+		return nil, errors.New("index: Config.Wait is not supported with the cluster layout")
+	}
+	if cfg.Wait.Enabled() {
+		p, ok := c.(redisconn.Pipeliner)
+		if !ok {
+			return nil, fmt.Errorf("index: Config.Wait needs a client with pipelines, not %T", c)
+		}
+		x.patcher = cfg.Wait.Scripter(p, x.layout.WaitBarrier())
 	}
 	return x, nil
 }
@@ -359,7 +381,7 @@ func (x *Index) call1(ctx context.Context, b *batch, events []event.Event, res *
 // calls again. Each round adds a list, so at most one round per op.
 func (x *Index) patch(ctx context.Context, b *batch) ([]Outcome, error) {
 	for range len(b.patch.Ops) + 1 {
-		outs, err := lua.PatchIndex(ctx, x.c, &b.patch)
+		outs, err := lua.PatchIndex(ctx, x.patcher, &b.patch)
 		var ig *lua.ItemGroupError
 		if !errors.As(err, &ig) {
 			return outs, err

@@ -251,6 +251,11 @@ func (l Layout) Dates(db, table string) string { return l.prefix + "dates:" + db
 // the random token of its holder while it is held.
 func (l Layout) Lock(name string) string { return l.prefix + "lock:" + name }
 
+// WaitBarrier is the STRING key each patch_index call confirmed with WAIT
+// writes after the script (Config.Wait; see redisconn.Wait.Scripter): it
+// holds the time of the last confirmed call, in Unix ms.
+func (l Layout) WaitBarrier() string { return l.prefix + "wait" }
+
 // Member is a table's member in the Tables set.
 func (l Layout) Member(db, table string) string { return db + ":" + table }
 

@@ -56,6 +56,9 @@ func split(p string) (scheme, user string, pass, hasUser bool, rest string) {
 	rest = p
 	if k := strings.Index(rest, "://"); k >= 0 {
 		scheme, rest = rest[:k+3], rest[k+3:]
+		if !IsScheme(scheme[:k]) { // "user:password://…": hide it all
+			scheme = Mask + "://"
+		}
 	}
 	at := strings.LastIndex(rest, "@")
 	if at < 0 {
@@ -63,6 +66,21 @@ func split(p string) (scheme, user string, pass, hasUser bool, rest string) {
 	}
 	user, _, pass = strings.Cut(rest[:at], ":")
 	return scheme, user, pass, true, rest[at+1:]
+}
+
+// IsScheme reports whether s is made of a URL scheme's characters (a
+// letter, then letters, digits, '+', '-' or '.'), so that a string cut at
+// "://" inside a password is not taken for a scheme.
+func IsScheme(s string) bool {
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // maskQuery masks the values of secret query parameters in a raw

@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,14 @@ type RedisConfig struct {
 	Args []string
 	// Binary is the redis-server executable. Default: "redis-server" from PATH.
 	Binary string
+	// Password, when set, is required of clients (requirepass); the
+	// readiness check authenticates with it. Default: none.
+	Password string
+	// Sentinel, when set, runs a sentinel instead of a data server
+	// (redis-server <Dir>/sentinel.conf --sentinel) with these lines in
+	// its configuration file, which it rewrites as the topology changes
+	// and keeps across Restart. See StartSentinels.
+	Sentinel []string
 }
 
 // RedisServer is a running (or stopped) redis-server child process.
@@ -233,13 +242,26 @@ func (s *RedisServer) start(ctx context.Context) error {
 	if c.AOF {
 		appendonly = "yes"
 	}
-	args := []string{
+	var args []string
+	if len(c.Sentinel) > 0 {
+		conf := filepath.Join(c.Dir, "sentinel.conf")
+		if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(conf, []byte(strings.Join(c.Sentinel, "\n")+"\n"), 0o600); err != nil {
+				return fmt.Errorf("testserver: %w", err)
+			}
+		}
+		args = append(args, conf, "--sentinel")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(c.Port), "--bind", "127.0.0.1", "--dir", c.Dir,
 		"--save", "", "--appendonly", appendonly, "--daemonize", "no",
-		"--protected-mode", "yes", "--logfile", c.Dir + "/redis.log", "--loglevel", "warning",
-	}
+		"--protected-mode", "yes", "--logfile", c.Dir+"/redis.log", "--loglevel", "warning",
+	)
 	if c.AOF {
 		args = append(args, "--appendfsync", "always")
+	}
+	if c.Password != "" {
+		args = append(args, "--requirepass", c.Password)
 	}
 	cmd := exec.Command(c.Binary, append(args, c.Args...)...)
 	s.out = new(bytes.Buffer)
@@ -295,10 +317,16 @@ func (s *RedisServer) ping(ctx context.Context) error {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(time.Second))
+	r := bufio.NewReader(conn)
+	if s.cfg.Password != "" {
+		fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(s.cfg.Password), s.cfg.Password)
+		if line, err := r.ReadString('\n'); err != nil || line != "+OK\r\n" {
+			return fmt.Errorf("AUTH: %q, %v", line, err)
+		}
+	}
 	if _, err := io.WriteString(conn, "PING\r\nINFO server\r\n"); err != nil {
 		return err
 	}
-	r := bufio.NewReader(conn)
 	line, err := r.ReadString('\n')
 	if err != nil || line != "+PONG\r\n" {
 		return fmt.Errorf("PING: %q, %v", line, err) // e.g. "-LOADING ..."

@@ -21,10 +21,12 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/redisconn"
 	"github.com/streamindex/indexer/publish"
 )
 
@@ -55,6 +57,17 @@ type Config struct {
 	MaxLen int64
 	// Pipeline is the most XADDs sent in one round trip. Default 1000.
 	Pipeline int
+	// WaitReplicas, when positive, ends each round trip with Redis's
+	// WAIT: a Publish returns only once that many replicas have the
+	// entries, so that a failover (Sentinel promoting a replica) cannot
+	// lose an event reported as published. Fewer confirmations within
+	// WaitTimeout make the round trip's entries unconfirmed (they may
+	// still be in the stream): they are sent again under Options'
+	// retries, which is safe since events are idempotent. The client's
+	// read timeout must exceed WaitTimeout. Default 0: no waiting.
+	WaitReplicas int
+	// WaitTimeout bounds one WAIT. Default 1 s.
+	WaitTimeout time.Duration
 }
 
 // Message is one raw stream entry for PublishRaw.
@@ -166,7 +179,20 @@ func (p *Publisher) appendEntries(ctx context.Context, msgs []Message, pending [
 				Stream: p.cfg.Stream, MaxLen: p.cfg.MaxLen, Approx: p.cfg.MaxLen > 0, Values: values,
 			}))
 		}
+		var wait *redis.IntCmd
+		if w := p.wait(); w.Enabled() {
+			wait = w.Queue(ctx, pipe)
+		}
 		_, err := pipe.Exec(ctx)
+		if err == nil && wait != nil {
+			err = p.wait().Check(wait)
+		}
+		if err != nil && wait != nil { // none of this round trip is confirmed
+			if firstErr == nil {
+				firstErr = err
+			}
+			return append(append(failed, chunk...), pending[start+len(chunk):]...), firstErr
+		}
 		for j, cmd := range cmds {
 			if cmd.Err() != nil {
 				failed = append(failed, chunk[j])
@@ -184,6 +210,11 @@ func (p *Publisher) appendEntries(ctx context.Context, msgs []Message, pending [
 		}
 	}
 	return failed, firstErr
+}
+
+// wait is the WAIT of WaitReplicas and WaitTimeout.
+func (p *Publisher) wait() redisconn.Wait {
+	return redisconn.Wait{Replicas: p.cfg.WaitReplicas, Timeout: p.cfg.WaitTimeout}
 }
 
 // Close makes later calls fail with publish.ErrClosed. It does not close

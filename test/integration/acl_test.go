@@ -177,6 +177,14 @@ func TestRedisLeastPrivilegeACL(t *testing.T) {
 	if err := wc.FlushAll(ctx).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
 		t.Errorf("worker FLUSHALL: %v, want NOPERM", err)
 	}
+	// --redis-wait-replicas: the barrier write and WAIT (no replica here,
+	// so WAIT 0) are granted.
+	if err := wc.Set(ctx, "idx:wait", "1", 0).Err(); err != nil {
+		t.Errorf("worker SET idx:wait (the --redis-wait-replicas barrier): %v", err)
+	}
+	if err := wc.Do(ctx, "WAIT", 0, 10).Err(); err != nil {
+		t.Errorf("worker WAIT: %v", err)
+	}
 	dlq := stream + ":dlq"
 	lengths := func() [2]int64 { return [2]int64{e.rdb.XLen(ctx, stream).Val(), e.rdb.XLen(ctx, dlq).Val()} }
 	before := lengths()

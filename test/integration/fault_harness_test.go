@@ -54,6 +54,13 @@ type fopts struct {
 	// creates R3 streams) instead of one nats-server process; natsProxy
 	// does not apply.
 	natsCluster bool
+	// sentinel replaces the Redis server with a Sentinel group (see
+	// newSentinelEnv); redis and redisProxy do not apply.
+	sentinel bool
+	// waitReplicas is the workers' --redis-wait-replicas, and the
+	// replicas the test's Redis publisher waits for (WAIT) before it
+	// counts an event as published.
+	waitReplicas int
 }
 
 // fenv is one fault test's servers, proxies, workers and record of what was
@@ -100,8 +107,14 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 	if o.maxDeliver == 0 {
 		o.maxDeliver = 5
 	}
-	f := &fenv{env: newEnv(t, o.redis), source: source, opts: o, model: synth.NewModel()}
-	redisURL := f.redis.URL()
+	var e *env
+	if o.sentinel {
+		e = newSentinelEnv(t)
+	} else {
+		e = newEnv(t, o.redis)
+	}
+	f := &fenv{env: e, source: source, opts: o, model: synth.NewModel()}
+	redisURL := f.redisURL()
 	if o.redisProxy {
 		f.rproxy = testserver.NewProxy(t, f.redis.Addr())
 		redisURL = "redis://" + f.rproxy.Addr() + "/0"
@@ -109,11 +122,16 @@ func newFaultEnv(t *testing.T, source string, o fopts) *fenv {
 	f.wvars = []string{"INDEXER_REDIS_URL=" + redisURL}
 	// The publisher's own client: writing the 64 MB poison payload on a
 	// loaded machine takes longer than go-redis's default 3 s timeouts.
-	pc := redis.NewClient(&redis.Options{Addr: f.redis.Addr(), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
-	t.Cleanup(func() { pc.Close() })
+	// With Sentinel, the environment's failover client follows the master.
+	pc := f.rdb
+	if !o.sentinel {
+		pc = redis.NewClient(&redis.Options{Addr: f.redis.Addr(), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+		t.Cleanup(func() { pc.Close() })
+	}
 	f.pubRdb = pc
 	var err error
-	if f.pubRds, err = redispub.New(pc, redispub.Config{Options: publish.Options{RetryFor: 2 * time.Minute}}); err != nil {
+	if f.pubRds, err = redispub.New(pc, redispub.Config{Options: publish.Options{RetryFor: 2 * time.Minute},
+		WaitReplicas: o.waitReplicas, WaitTimeout: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	if source == "nats" {
@@ -172,6 +190,9 @@ func (f *fenv) workerArgs(extra ...string) []string {
 	a := []string{"--source", f.source, "--max-deliver", strconv.Itoa(f.opts.maxDeliver)}
 	if f.source == "redis" {
 		a = append(a, "--claim-min-idle", f.opts.claimMinIdle.String())
+	}
+	if f.opts.waitReplicas > 0 {
+		a = append(a, "--redis-wait-replicas", strconv.Itoa(f.opts.waitReplicas), "--redis-wait-timeout", "1s")
 	}
 	return append(a, extra...)
 }
@@ -325,7 +346,7 @@ func (f *fenv) tryPublish(ctx context.Context, events []event.Event, within time
 //
 // Callers retry it until it succeeds, so a retry must not store the
 // message twice (the checker expects one dead letter per poison): NATS
-// de-duplicates it by a Nats-Msg-Id computed from the payload; with
+// de-duplicates it by a Nats-Msg-Id of the call and the payload; with
 // Redis, a publish whose reply was lost (Redis killed, a timeout under
 // load) counts as done if the entry is in the stream.
 func (f *fenv) publishPoison(data []byte, ct string) error {
@@ -334,9 +355,15 @@ func (f *fenv) publishPoison(data []byte, ct string) error {
 	var err error
 	sum := sha256.Sum256(append([]byte(ct+"\n"), data...))
 	if f.source == "nats" {
+		// The id names this call (the poison published so far: a retry
+		// shares it) and the payload: the same payload published twice
+		// on purpose is stored twice.
+		f.mu.Lock()
+		id := fmt.Sprintf("poison-%d-%x", len(f.poison), sum[:16])
+		f.mu.Unlock()
 		format, _ := event.ParseFormat(ct)
 		err = f.pubNATS.PublishMsgs(ctx, []*nats.Msg{{Subject: "idx.events.demo.events", Data: data, Header: nats.Header{
-			"Content-Type": {format.ContentType()}, natsjs.MsgIDHeader: {fmt.Sprintf("poison-%x", sum[:16])}}}})
+			"Content-Type": {format.ContentType()}, natsjs.MsgIDHeader: {id}}}})
 	} else {
 		f.mu.Lock()
 		retried := f.unconfirmed[sum]

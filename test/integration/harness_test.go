@@ -55,10 +55,14 @@ func TestMain(m *testing.M) {
 // env is one test's servers.
 type env struct {
 	t     *testing.T
-	redis *testserver.RedisServer
-	rdb   *redis.Client
-	vars  []string // environment for every indexer process
-	dir   string
+	redis *testserver.RedisServer // nil with sentinels
+	// sentinels, when set, is the Redis deployment instead of redis: a
+	// master, a replica and three sentinels; rdb and the processes reach
+	// the master through the sentinels.
+	sentinels *testserver.SentinelGroup
+	rdb       *redis.Client
+	vars      []string // environment for every indexer process
+	dir       string
 }
 
 func newEnv(t *testing.T, cfg testserver.RedisConfig) *env {
@@ -67,6 +71,24 @@ func newEnv(t *testing.T, cfg testserver.RedisConfig) *env {
 	e := &env{t: t, redis: srv, rdb: srv.Client(t), dir: t.TempDir()}
 	e.vars = []string{"INDEXER_REDIS_URL=" + srv.URL(), "INDEXER_LAYERS=*"}
 	return e
+}
+
+// newSentinelEnv is newEnv with a Sentinel group: every process gets
+// INDEXER_REDIS_URL=redis+sentinel://…
+func newSentinelEnv(t *testing.T) *env {
+	t.Helper()
+	g := testserver.Sentinels(t)
+	e := &env{t: t, sentinels: g, rdb: g.Client(t), dir: t.TempDir()}
+	e.vars = []string{"INDEXER_REDIS_URL=" + g.URL(), "INDEXER_LAYERS=*"}
+	return e
+}
+
+// redisURL is the URL of the environment's Redis.
+func (e *env) redisURL() string {
+	if e.sentinels != nil {
+		return e.sentinels.URL()
+	}
+	return e.redis.URL()
 }
 
 // indexer runs a command to completion.
