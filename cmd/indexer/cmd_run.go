@@ -172,7 +172,9 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			if err := redisstream.LoadScripts(ctx, rc.Client); err != nil {
 				return rc.Explain(err)
 			}
-			oldest = func(ctx context.Context) (time.Time, bool, error) { return redisstream.Oldest(ctx, rc.Client, so.stream) }
+			oldest = func(ctx context.Context) (time.Time, bool, error) {
+				return redisstream.Oldest(ctx, rc.Client, so.stream)
+			}
 		case sourceNATS:
 			var nc *nats.Conn
 			var js natsjs.JetStream

@@ -278,4 +278,3 @@ func (t *Target) String() string {
 	}
 	return b.String()
 }
-
