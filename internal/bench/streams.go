@@ -33,6 +33,9 @@ type stream interface {
 	source(ctx context.Context, name string) (consumer.Source, error)
 	// workerArgs are the 'indexer run' flags that select the stream.
 	workerArgs() []string
+	// acked returns how many messages the workers' group acknowledged
+	// since reset, as the stream's server counts them (progress.go).
+	acked(ctx context.Context) (int64, error)
 }
 
 // redisStream is the Redis Stream idx:events with group indexer.
