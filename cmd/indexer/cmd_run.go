@@ -74,6 +74,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	do := addDecoderFlags(fs)
 	qo := addQueueFlags(fs, ro, do, true)
 	wo := addWorkerFlags(fs)
+	mo := addMemoryFlags(fs)
 	lo := addLogFlags(fs)
 	gco := addGCFlags(fs, true)
 	var ackWait time.Duration
@@ -117,6 +118,10 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			return err
 		}
 		log = log.With("source", so.source, "stream", so.stream, "group", so.group, "consumer", wo.consumer)
+		memory, err := mo.apply(wo.batchBytes, log)
+		if err != nil {
+			return err
+		}
 
 		// --shutdown-timeout bounds the whole shutdown, from SIGINT/SIGTERM
 		// to exit: at that deadline the connections are closed, which ends
@@ -226,7 +231,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err != nil {
 			return usagef("%v", err)
 		}
-		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver)
+		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver, "memory", memory)
 		if err := r.Run(ctx); err != nil {
 			return err
 		}
