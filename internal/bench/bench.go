@@ -10,7 +10,10 @@
 //     acknowledge without applying;
 //   - the naive baseline: one EVAL of a per-event script and one XACK per
 //     event, the design the indexer replaces;
-//   - the indexer end to end through Redis Streams and NATS JetStream:
+//   - the NATS transport ceiling again with the opt-in settings: without
+//     Nats-Msg-Id, and also with asynchronous persistence;
+//   - the indexer end to end through Redis Streams and NATS JetStream
+//     (NATS also with the opt-in settings):
 //     the producer in this process, workers as child processes of the
 //     indexer binary ('indexer run'), events per second, Redis CPU per
 //     event in patch_index (INFO commandstats), worker CPU and peak RSS;
@@ -307,6 +310,7 @@ var methodNotes = []string{
 	"everything shares this machine: redis-server (child process), nats-server (child process; the cluster part and one transport ceiling use a NATS server in this process), the producer (this process), the workers ('indexer run' child processes)",
 	"events/s: from the first publish to the last acknowledgement, as the stream's server counts acks (XINFO GROUPS, or the consumer's info), read every 10 ms without touching the workers; every run starts from an empty index and stream",
 	"nats e2e / nats transport ceiling uses the ceiling with nats-server in its own process, as the NATS end-to-end runs have it",
+	"nats async: published without Nats-Msg-Id (no de-duplication) to a stream with asynchronous persistence, the opt-in settings that can lose acknowledged publishes when nats-server crashes; the targets use the default settings",
 	"Redis CPU per event: INFO commandstats, reset before each run; patch_index's figure is all EVALSHA/EVAL time, which includes the commands the script calls",
 	"commandstats* : commandstats count elapsed time, so on a busy host they include time redis-server was descheduled; when all commands together exceed the process's CPU time (INFO cpu), each is scaled down by that factor (shown as 'commandstats sum / Redis process CPU'); on a quiet host they are commandstats' own",
 	"latency: the producer publishes at half the measured median rate in 1 ms chunks, each led by a marker file; a poller checks every 1 ms (pipelined HEXISTS) when each marker appears in the index",

@@ -9,16 +9,17 @@ import (
 
 // Sections of the report, in table order.
 const (
-	secCeiling = "ceiling"
-	secNaive   = "naive baseline"
-	secRedis   = "redis e2e"
-	secNATS    = "nats e2e"
-	secLatency = "latency"
-	secBatch   = "batch size"
-	secWorkers = "workers"
-	secIndex   = "index size"
-	secQuery   = "query"
-	secRatio   = "ratios"
+	secCeiling   = "ceiling"
+	secNaive     = "naive baseline"
+	secRedis     = "redis e2e"
+	secNATS      = "nats e2e"
+	secNATSAsync = "nats e2e, no Nats-Msg-Id, async persistence"
+	secLatency   = "latency"
+	secBatch     = "batch size"
+	secWorkers   = "workers"
+	secIndex     = "index size"
+	secQuery     = "query"
+	secRatio     = "ratios"
 )
 
 // The targets of issue 16 (which replaced issue 8's): Redis Streams
@@ -61,6 +62,10 @@ func (e *env) ceilingPart(ctx context.Context, rs *redisStream, np natsProcStrea
 		{rs, "ceiling_redis_transport_per_s", "Redis Streams XADD + XREADGROUP + XACK, no apply"},
 		{np, "ceiling_nats_process_transport_per_s", "NATS JetStream publish + fetch + ack, no apply, nats-server in its own process"},
 		{ns, "ceiling_nats_transport_per_s", "the same, NATS server in the bench process"},
+		{natsProcStream{np.cheaper(false), np.pid}, "ceiling_nats_process_transport_no_msgid_per_s",
+			"NATS, nats-server in its own process, published without Nats-Msg-Id (no de-duplication)"},
+		{natsProcStream{np.cheaper(true), np.pid}, "ceiling_nats_process_transport_async_per_s",
+			"the same, also with asynchronous persistence (opt-in: may lose acknowledged publishes)"},
 	} {
 		e.phase("ceiling: %s (%s events)", c.label, formatNumber(float64(n)))
 		v, err := e.repeat(ctx, func(ctx context.Context, _ int) ([]float64, error) {
@@ -110,11 +115,13 @@ func (e *env) e2ePart(ctx context.Context, rs *redisStream, np natsProcStream) e
 	}{
 		{rs, e2eFigures{secRedis, "redis_", "patch_us_per_event", "worker_rss_mb", targetRedisE2E, targetRedisCPU, targetWorkerRedis, targetProducer, true}},
 		{np, e2eFigures{secNATS, "nats_", "nats_patch_us_per_event", "nats_worker_rss_mb", nil, nil, targetWorkerNATS, nil, false}},
+		// The opt-in settings: no Nats-Msg-Id, asynchronous persistence.
+		{natsProcStream{np.cheaper(true), np.pid}, e2eFigures{secNATSAsync, "nats_async_", "nats_async_patch_us_per_event", "nats_async_worker_rss_mb", nil, nil, nil, nil, false}},
 	}
 	b := e.cfg.BatchSize
 	for _, run := range runs {
-		e.phase("%s end to end: producer + 1 worker, batch %d, %s events", run.s.name(), b, formatNumber(float64(e.cfg.Events)))
-		ser, err := e.repeatE2E(ctx, run.s, b, 1, run.s.name()+" e2e")
+		e.phase("%s: producer + 1 worker, batch %d, %s events", run.f.section, b, formatNumber(float64(e.cfg.Events)))
+		ser, err := e.repeatE2E(ctx, run.s, b, 1, run.f.section)
 		if err != nil {
 			return err
 		}
@@ -296,6 +303,8 @@ func (e *env) ratios() {
 	r.ratio(secRatio, "redis_e2e_over_transport", "redis e2e / redis transport ceiling", "redis_e2e_events_per_s", "ceiling_redis_transport_per_s", nil)
 	r.ratio(secRatio, "nats_e2e_over_transport", "nats e2e / nats transport ceiling (nats-server in its own process in both)",
 		"nats_e2e_events_per_s", "ceiling_nats_process_transport_per_s", targetNATSOverCeil)
+	r.ratio(secRatio, "nats_async_e2e_over_transport", "the same with no Nats-Msg-Id and asynchronous persistence in both",
+		"nats_async_e2e_events_per_s", "ceiling_nats_process_transport_async_per_s", nil)
 	r.ratio(secRatio, "redis_2_workers_over_1", "redis e2e, 2 workers / 1 worker", "redis_e2e_workers_2_events_per_s", "redis_e2e_workers_1_events_per_s", targetTwoWorkers)
 	r.ratio(secRatio, "redis_e2e_over_naive", "redis e2e / naive baseline", "redis_e2e_events_per_s", "naive_events_per_s", targetOverNaive)
 	r.ratio(secRatio, "nats_e2e_over_naive", "nats e2e / naive baseline", "nats_e2e_events_per_s", "naive_events_per_s", nil)
