@@ -8,6 +8,25 @@ import (
 	"testing"
 )
 
+// SchemaExampleFiles returns the bytes of every file under
+// schemas/examples, valid and invalid: the fuzz targets' seeds.
+func SchemaExampleFiles(tb testing.TB) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	err := filepath.WalkDir("../schemas/examples", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		out = append(out, data)
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
 // decodeWith decodes data with one JSON source alone, without the
 // fallback of Decoder.Decode.
 func decodeWith(s interface {
@@ -23,18 +42,8 @@ func decodeWith(s interface {
 // scanSeeds are the schema's examples and messages that stress the
 // places where the fast path must step aside.
 func scanSeeds(t testing.TB) [][]byte {
-	var out [][]byte
-	err := filepath.WalkDir("../schemas/examples", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		out = append(out, data)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Helper()
+	out := SchemaExampleFiles(t)
 	for _, s := range []string{
 		typical,
 		` ` + typical + "\n\t",
