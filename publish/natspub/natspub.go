@@ -1,8 +1,8 @@
 // Package natspub publishes indexer events to a NATS JetStream stream:
 // each event goes to the subject <prefix>.<database>.<table> (default
 // prefix "idx.events") with the headers Content-Type (application/json
-// or application/msgpack) and Nats-Msg-Id (the event's id), many at a
-// time, each confirmed by the stream's PubAck.
+// or application/msgpack) and Nats-Msg-Id (the event's id; none with
+// Config.NoMsgID), many at a time, each confirmed by the stream's PubAck.
 //
 // It keeps the contract of package publish: events are validated with the
 // workers' rules before anything is sent; Publish returns once the stream
