@@ -44,8 +44,8 @@ func addNATSSetupFlags(fs *flag.FlagSet) *natsSetupOptions {
 	fs.Int64Var(&o.maxBytes, "max-bytes", -1, "nats: stream size limit in `bytes` (-1 or 0: none); at the limit the OLDEST messages are discarded, consumed or not")
 	durationVar(fs, &o.duplicates, "duplicate-window", 2*time.Minute, "",
 		"nats: publishes with the same Nats-Msg-Id within this window are stored once")
-	fs.StringVar(&o.persistMode, "persist-mode", "default", "nats: `mode` the events stream is created with: default (a publish is acknowledged once written) "+
-		"or async (acknowledged before it is written: faster, but a crash of nats-server loses the last few milliseconds of acknowledged publishes; one replica only; fixed at creation)")
+	fs.StringVar(&o.persistMode, "persist-mode", "default", "nats: persistence of a new events stream, `mode`: default (a publish is acknowledged once written) "+
+		"or async (acknowledged before it is written: faster, but a crash of nats-server loses the last milliseconds of acknowledged publishes, one replica only)")
 	intVar(fs, &o.replicas, "replicas", 0, 0, "nats: stream and consumer `replicas`; 0 picks 3 on a cluster of 3 or more servers and 1 on a single server (an existing stream keeps its own); 1 on a cluster is warned about")
 	fs.DurationVar(&o.dlMaxAge, "dead-letter-max-age", jetstream.DefaultDeadLetterMaxAge,
 		"nats: a new dead-letter stream discards dead letters older than this (negative: never)")
