@@ -72,9 +72,13 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./event
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./event
 
-bench: build need-redis ## indexer bench: events/s, latency, Redis CPU/event, scaling vs ceilings and a naive baseline (minutes; BENCH_ARGS=--quick); JSON in var/bench.json
+bench: build bin/nats-server need-redis ## indexer bench: events/s, latency, CPU/event, scaling vs ceilings and a naive baseline (minutes; BENCH_ARGS=--quick); JSON in var/bench.json
 	@mkdir -p var
-	./$(BIN) bench --json var/bench.json $(BENCH_ARGS)
+	./$(BIN) bench --json var/bench.json --nats-server bin/nats-server $(BENCH_ARGS)
+
+# nats-server at the version go.mod requires, run in its own process by the bench.
+bin/nats-server: go.mod go.sum
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
 
 gobench: ## Go benchmarks with allocations (BenchmarkApply reports Redis CPU µs per event)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKG)

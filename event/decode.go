@@ -110,11 +110,19 @@ func (d *Decoder) Decode(f Format, data []byte) (Event, error) {
 	var err *ValidationError
 	switch f {
 	case JSON:
-		s := jsonSources.Get().(*jsonSource)
-		s.reset(data)
-		err = decodeEvent(s, &e)
-		s.reset(nil)
-		jsonSources.Put(s)
+		f := scanSources.Get().(*scanSource)
+		f.reset(data)
+		err = decodeEvent(f, &e)
+		f.reset(nil)
+		scanSources.Put(f)
+		if err != nil { // not on the fast path: jsonSource decides
+			e = Event{}
+			s := jsonSources.Get().(*jsonSource)
+			s.reset(data)
+			err = decodeEvent(s, &e)
+			s.reset(nil)
+			jsonSources.Put(s)
+		}
 	case MsgPack:
 		s := msgpackSources.Get().(*msgpackSource)
 		s.reset(data)
@@ -142,6 +150,7 @@ func tooLong(n, limit int) *ValidationError {
 }
 
 var (
+	scanSources    = sync.Pool{New: func() any { return new(scanSource) }}
 	jsonSources    = sync.Pool{New: func() any { return newJSONSource() }}
 	msgpackSources = sync.Pool{New: func() any { return newMsgpackSource() }}
 )

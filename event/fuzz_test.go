@@ -3,8 +3,6 @@ package event_test
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -20,33 +18,15 @@ import (
 // New failing inputs land in testdata/fuzz/<target>/ and stay there as
 // regression seeds.
 
-// exampleFiles returns the bytes of every file under schemas/examples.
-func exampleFiles(f *testing.F) [][]byte {
-	f.Helper()
-	var out [][]byte
-	err := filepath.WalkDir(examplesDir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		out = append(out, data)
-		return err
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	return out
-}
-
 func FuzzDecodeJSON(f *testing.F) {
-	for _, data := range exampleFiles(f) {
+	for _, data := range event.SchemaExampleFiles(f) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { checkDecodeProperty(t, event.JSON, data) })
 }
 
 func FuzzDecodeMsgpack(f *testing.F) {
-	for _, data := range exampleFiles(f) {
+	for _, data := range event.SchemaExampleFiles(f) {
 		// The valid examples as the codec writes them, and every example
 		// that msgpack can carry as it is (invalid ones included).
 		if e, err := event.Decode(event.JSON, data); err == nil {

@@ -13,8 +13,11 @@ import (
 
 // jsonSource reads an event from JSON text with jsontext, which rejects
 // duplicate member names and invalid UTF-8 and gives numbers as exact text.
+// It reads from a bytes.Buffer, which jsontext parses in place: the whole
+// message at once, so an error's text does not depend on how much of the
+// message an earlier, longer one made the decoder buffer.
 type jsonSource struct {
-	r       bytes.Reader
+	r       bytes.Buffer
 	dec     *jsontext.Decoder
 	scratch []byte
 	sb      statsBuilder
@@ -29,7 +32,7 @@ func newJSONSource() *jsonSource {
 }
 
 func (s *jsonSource) reset(data []byte) {
-	s.r.Reset(data)
+	s.r = *bytes.NewBuffer(data)
 	s.dec.Reset(&s.r, jsontext.AllowDuplicateNames(true))
 }
 

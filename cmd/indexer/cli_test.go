@@ -210,6 +210,50 @@ func TestSetupNATSReportsWhatItDid(t *testing.T) {
 	}
 }
 
+// TestNATSPersistModeAndNoMsgID: setup --persist-mode async creates the
+// events stream with asynchronous persistence (and refuses an unknown
+// mode); publish --no-msg-id sends events without Nats-Msg-Id, so the
+// stream keeps a republished event twice.
+func TestNATSPersistModeAndNoMsgID(t *testing.T) {
+	ns := testserver.NATS(t)
+	env := []string{"INDEXER_NATS_URL=" + ns.ClientURL(), "INDEXER_SOURCE=nats"}
+	if r := indexer(t, env, "", "setup", "--persist-mode", "fast"); r.Code != exitUsage || !strings.Contains(r.Stderr, "use default or async") {
+		t.Fatalf("setup --persist-mode fast: %+v", r)
+	}
+	if r := indexer(t, append(env, "INDEXER_PERSIST_MODE=async"), "", "setup"); r.Code != exitOK {
+		t.Fatalf("setup with INDEXER_PERSIST_MODE=async: %+v", r)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := natsjs.New(nc)
+	s, err := js.Stream(t.Context(), "IDX_EVENTS")
+	if err != nil || s.CachedInfo().Config.PersistMode != natsjs.AsyncPersistMode {
+		t.Fatalf("events stream after setup --persist-mode async: %v, %+v", err, s)
+	}
+	if r := indexer(t, env, "", "setup"); r.Code != exitFail || !strings.Contains(r.Stderr, "persist_mode is async, want default") {
+		t.Errorf("setup without --persist-mode on the async stream: %+v", r)
+	}
+	for _, c := range []struct {
+		flags []string
+		want  uint64
+	}{{nil, 20}, {[]string{"--no-msg-id"}, 40}} {
+		if err := s.Purge(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"publish", "--generate", "20", "--duplicate-ratio", "1", "--quiet"}, c.flags...)
+		if r := indexer(t, env, "", args...); r.Code != exitOK {
+			t.Fatalf("%v: %+v", args, r)
+		}
+		info, err := s.Info(t.Context())
+		if err != nil || info.State.Msgs != c.want {
+			t.Errorf("%v: the stream holds %+v messages (%v), want %d", args, info.State.Msgs, err, c.want)
+		}
+	}
+}
+
 // TestCompletion: the bash and zsh scripts are valid, and completing a
 // command, a flag and a flag's value through them gives the registry's
 // names.

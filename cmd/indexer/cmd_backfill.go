@@ -90,7 +90,7 @@ func setupBackfill(fs *flag.FlagSet, a *app) func(context.Context, []string) err
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			pub, closePub, err := openPublisher(ctx, ro, so, no, publish.Options{Logger: log}, log, "indexer backfill", "", "", 0)
+			pub, closePub, err := openPublisher(ctx, ro, so, no, publish.Options{Logger: log}, log, "indexer backfill", "", "", 0, false)
 			if err != nil {
 				return err
 			}

@@ -27,6 +27,7 @@ func setupBench(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 	events := fs.Int("events", 0, "`events` per end-to-end and ceiling run (default 200,000; 50,000 with --quick)")
 	parts := fs.String("only", "", "measure only these comma-separated `parts`: "+strings.Join(bench.AllParts, ", ")+" (latency needs e2e)")
 	redisServer := fs.String("redis-server", "redis-server", "redis-server `executable` to start")
+	natsServer := fs.String("nats-server", "nats-server", "nats-server `executable` to start in its own process, as operators run it, for the NATS ceiling, end-to-end and latency runs (make bench builds bin/nats-server)")
 	dir := fs.String("tmpdir", "", "create the servers' temporary data directory under this `dir` (default the system's temporary directory)")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	return func(ctx context.Context, args []string) error {
@@ -44,7 +45,7 @@ func setupBench(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if *quick {
 			cfg = bench.Quick()
 		}
-		cfg.WorkerBinary, cfg.RedisServer, cfg.Dir = bin, *redisServer, *dir
+		cfg.WorkerBinary, cfg.RedisServer, cfg.NATSServer, cfg.Dir = bin, *redisServer, *natsServer, *dir
 		if *repeats > 0 {
 			cfg.Repeats = *repeats
 		}

@@ -77,9 +77,10 @@ func (n natsPublisher) raw(ctx context.Context, lines [][]byte, f event.Format) 
 // openPublisher opens the writer library's publisher for the source:
 // the one way indexer's commands publish events. rawDatabase and rawTable
 // name the NATS subject of --raw lines; maxLen trims a Redis stream (0:
-// never). The returned function closes what it opened.
+// never); noMsgID publishes NATS events without Nats-Msg-Id
+// (natspub.Config.NoMsgID). The returned function closes what it opened.
 func openPublisher(ctx context.Context, ro *redisOptions, so *streamOptions, no *natsOptions, opts publish.Options,
-	log *slog.Logger, name, rawDatabase, rawTable string, maxLen int64) (publisher, func(), error) {
+	log *slog.Logger, name, rawDatabase, rawTable string, maxLen int64, noMsgID bool) (publisher, func(), error) {
 	switch so.source {
 	case sourceRedis:
 		c, err := ro.connect(ctx)
@@ -98,7 +99,7 @@ func openPublisher(ctx context.Context, ro *redisOptions, so *streamOptions, no 
 		if err != nil {
 			return nil, nil, err
 		}
-		p, err := natspub.New(js, natspub.Config{Options: opts})
+		p, err := natspub.New(js, natspub.Config{Options: opts, NoMsgID: noMsgID})
 		if err != nil {
 			closeNATS()
 			return nil, nil, err
@@ -125,6 +126,8 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 	raw := fs.Bool("raw", false, "publish each input line as it is, without validating it (for testing dead-lettering)")
 	maxLen := fs.Int64("maxlen", 0, "redis: trim the stream to about this many entries while publishing (0: never)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	noMsgID := fs.Bool("no-msg-id", false, "nats: publish events without Nats-Msg-Id, so the stream does not de-duplicate them: "+
+		"less work for nats-server, but an event published twice (a retry) is stored and applied twice, which leaves the index unchanged")
 	return func(ctx context.Context, args []string) error {
 		if len(args) > 0 {
 			return usagef("unexpected argument %q", args[0])
@@ -155,7 +158,7 @@ func setupPublish(fs *flag.FlagSet, a *app) func(context.Context, []string) erro
 		// warnings; the library gives up after a minute of failures.
 		log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		opts := publish.Options{Format: format, Logger: log, Rules: rules}
-		pub, closePub, err := openPublisher(ctx, ro, so, no, opts, log, "indexer publish", *database, *table, *maxLen)
+		pub, closePub, err := openPublisher(ctx, ro, so, no, opts, log, "indexer publish", *database, *table, *maxLen, *noMsgID)
 		if err != nil {
 			return err
 		}

@@ -75,6 +75,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 	qo := addQueueFlags(fs, ro, do, true)
 	addWaitFlags(fs, ro, "each batch's index write")
 	wo := addWorkerFlags(fs)
+	mo := addMemoryFlags(fs)
 	lo := addLogFlags(fs)
 	gco := addGCFlags(fs, true)
 	var ackWait time.Duration
@@ -121,6 +122,10 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 			return err
 		}
 		log = log.With("source", so.source, "stream", so.stream, "group", so.group, "consumer", wo.consumer)
+		memory, err := mo.apply(wo.batchBytes, log)
+		if err != nil {
+			return err
+		}
 
 		// --shutdown-timeout bounds the whole shutdown, from SIGINT/SIGTERM
 		// to exit: at that deadline the connections are closed, which ends
@@ -233,7 +238,7 @@ func setupRun(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
 		if err != nil {
 			return usagef("%v", err)
 		}
-		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver,
+		log.Info("worker started", "batch_size", wo.batchSize, "linger", wo.linger, "max_deliver", wo.maxDeliver, "memory", memory,
 			"redis", redactURL(ro.url), "redis_wait_replicas", ro.wait.Replicas)
 		if err := r.Run(ctx); err != nil {
 			return err

@@ -32,6 +32,7 @@ type natsSetupOptions struct {
 	replicas      int
 	dlMaxAge      time.Duration
 	dlMaxLen      int64
+	persistMode   string
 }
 
 func addNATSSetupFlags(fs *flag.FlagSet) *natsSetupOptions {
@@ -43,6 +44,8 @@ func addNATSSetupFlags(fs *flag.FlagSet) *natsSetupOptions {
 	fs.Int64Var(&o.maxBytes, "max-bytes", -1, "nats: stream size limit in `bytes` (-1 or 0: none); at the limit the OLDEST messages are discarded, consumed or not")
 	durationVar(fs, &o.duplicates, "duplicate-window", 2*time.Minute, "",
 		"nats: publishes with the same Nats-Msg-Id within this window are stored once")
+	fs.StringVar(&o.persistMode, "persist-mode", "default", "nats: persistence of a new events stream, `mode`: default (a publish is acknowledged once written) "+
+		"or async (acknowledged before it is written: faster, but a crash of nats-server loses the last milliseconds of acknowledged publishes, one replica only)")
 	intVar(fs, &o.replicas, "replicas", 0, 0, "nats: stream and consumer `replicas`; 0 picks 3 on a cluster of 3 or more servers and 1 on a single server (an existing stream keeps its own); 1 on a cluster is warned about")
 	fs.DurationVar(&o.dlMaxAge, "dead-letter-max-age", jetstream.DefaultDeadLetterMaxAge,
 		"nats: a new dead-letter stream discards dead letters older than this (negative: never)")
@@ -58,7 +61,10 @@ func addDeadLetterMaxLen(fs *flag.FlagSet, v *int64) {
 		"the dead-letter stream keeps about the newest `N` dead letters, discarding older ones (redis: XADD MAXLEN ~ by the workers; nats: max_msgs of a new IDX_DLQ); -1: no limit")
 }
 
-func (o *natsSetupOptions) config(so *streamOptions, maxDeliver, workers, batch int) jetstream.SetupConfig {
+func (o *natsSetupOptions) config(so *streamOptions, maxDeliver, workers, batch int) (jetstream.SetupConfig, error) {
+	if o.persistMode != "default" && o.persistMode != "async" {
+		return jetstream.SetupConfig{}, usagef("--persist-mode %q: use default or async", o.persistMode)
+	}
 	pending := o.maxAckPending
 	if pending == 0 {
 		pending = workers * batch * 2
@@ -69,7 +75,7 @@ func (o *natsSetupOptions) config(so *streamOptions, maxDeliver, workers, batch 
 	}
 	return jetstream.SetupConfig{Stream: so.stream, DeadLetters: so.deadLetter, Consumer: so.group, AckWait: o.ackWait,
 		MaxDeliver: maxDeliver, MaxAckPending: pending, MaxAge: maxAge, MaxBytes: o.maxBytes, Duplicates: o.duplicates, Replicas: o.replicas,
-		DeadLetterMaxAge: o.dlMaxAge, DeadLetterMaxMsgs: o.dlMaxLen}
+		DeadLetterMaxAge: o.dlMaxAge, DeadLetterMaxMsgs: o.dlMaxLen, PersistAsync: o.persistMode == "async"}, nil
 }
 
 func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error {
@@ -118,13 +124,17 @@ func setupSetup(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 			}
 			return nil
 		default:
+			cfg, err := nso.config(so, maxDeliver, workers, batch)
+			if err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			_, js, closeNATS, err := no.connect(log, "indexer setup")
 			if err != nil {
 				return err
 			}
 			defer closeNATS()
-			return natsSetup(ctx, a, js, nso.config(so, maxDeliver, workers, batch))
+			return natsSetup(ctx, a, js, cfg)
 		}
 	}
 }
@@ -190,8 +200,11 @@ func listAnd(xs []string) string {
 // nothing is skipped.
 func embeddedSetup(ctx context.Context, js natsjs.JetStream, so *streamOptions, wo *workerOptions, ackWait time.Duration, log *slog.Logger) error {
 	nso := &natsSetupOptions{ackWait: ackWait, maxAge: 7 * 24 * time.Hour, maxBytes: -1, duplicates: 2 * time.Minute, replicas: 1,
-		dlMaxAge: jetstream.DefaultDeadLetterMaxAge, dlMaxLen: wo.deadLetterMaxLen}
-	cfg := nso.config(so, wo.maxDeliver, 3, wo.batchSize)
+		dlMaxAge: jetstream.DefaultDeadLetterMaxAge, dlMaxLen: wo.deadLetterMaxLen, persistMode: "default"}
+	cfg, err := nso.config(so, wo.maxDeliver, 3, wo.batchSize)
+	if err != nil {
+		return err
+	}
 	created, warnings, err := jetstream.Setup(ctx, js, cfg)
 	if err != nil {
 		return err

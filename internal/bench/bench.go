@@ -10,7 +10,10 @@
 //     acknowledge without applying;
 //   - the naive baseline: one EVAL of a per-event script and one XACK per
 //     event, the design the indexer replaces;
-//   - the indexer end to end through Redis Streams and NATS JetStream:
+//   - the NATS transport ceiling again with the opt-in settings: without
+//     Nats-Msg-Id, and also with asynchronous persistence;
+//   - the indexer end to end through Redis Streams and NATS JetStream
+//     (NATS also with the opt-in settings):
 //     the producer in this process, workers as child processes of the
 //     indexer binary ('indexer run'), events per second, Redis CPU per
 //     event in patch_index (INFO commandstats), worker CPU and peak RSS;
@@ -30,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"slices"
 	"strings"
 	"time"
@@ -62,6 +66,14 @@ type Config struct {
 	// RedisServer is the redis-server executable. Default "redis-server"
 	// from PATH.
 	RedisServer string `json:"redis_server,omitempty"`
+	// NATSServer is the nats-server executable the bench runs in its own
+	// process, as operators run it, for the NATS transport ceiling, the
+	// NATS end-to-end and the NATS latency runs ('make bench' builds
+	// bin/nats-server from the version go.mod requires). Default
+	// "nats-server" from PATH. The in-process server (the one 'indexer run
+	// --embedded-nats' runs) serves a second transport ceiling and the
+	// cluster part.
+	NATSServer string `json:"nats_server,omitempty"`
 	// Dir is where the run's temporary directory (Redis and NATS data) is
 	// created and removed. Default os.TempDir().
 	Dir string `json:"-"`
@@ -192,10 +204,24 @@ func (c *Config) setDefaults() error {
 	if needsWorkers && c.WorkerBinary == "" {
 		return errors.New("bench: WorkerBinary (the indexer executable) is required")
 	}
+	if c.NATSServer == "" {
+		c.NATSServer = "nats-server"
+	}
+	if c.needsNATSProcess() {
+		if _, err := exec.LookPath(c.NATSServer); err != nil {
+			return fmt.Errorf("bench: nats-server %q not found: 'make bench' builds bin/nats-server and passes it; or build it with 'go build -o bin/nats-server github.com/nats-io/nats-server/v2' and pass --nats-server bin/nats-server", c.NATSServer)
+		}
+	}
 	return nil
 }
 
 func (c *Config) has(part string) bool { return slices.Contains(c.Parts, part) }
+
+// needsNATSProcess reports whether a selected part runs NATS with the
+// server in its own process.
+func (c *Config) needsNATSProcess() bool {
+	return c.has(PartCeiling) || c.has(PartE2E) || c.has(PartLatency)
+}
 
 // notes say how the configuration differs from the full run of the issue.
 func (c *Config) notes() []string {
@@ -251,12 +277,16 @@ func (e *env) run(ctx context.Context) error {
 	e.phase("load average %s; redis-server %s on %s, NATS on %s", e.rep.Machine.LoadAvgBefore,
 		e.rep.Machine.RedisVersion, e.redis.Addr(), e.nats.ClientURL())
 	rs := newRedisStream(e.rc, e.redis.URL())
-	ns := newNATSStream(e.js, e.nats.ClientURL(), e.redis.URL())
+	ns := newNATSStream(e.js, e.nats.ClientURL(), e.redis.URL()) // server in this process
+	var np natsProcStream                                        // server in its own process
+	if e.natsProc != nil {
+		np = natsProcStream{newNATSStream(e.jsProc, e.natsProc.ClientURL(), e.redis.URL()), e.natsProc.PID()}
+	}
 	parts := map[string]func(context.Context) error{
-		PartCeiling:   func(ctx context.Context) error { return e.ceilingPart(ctx, rs, ns) },
+		PartCeiling:   func(ctx context.Context) error { return e.ceilingPart(ctx, rs, np, ns) },
 		PartNaive:     func(ctx context.Context) error { return e.naivePart(ctx, rs) },
-		PartE2E:       func(ctx context.Context) error { return e.e2ePart(ctx, rs, ns) },
-		PartLatency:   func(ctx context.Context) error { return e.latencyPart(ctx, rs, ns) },
+		PartE2E:       func(ctx context.Context) error { return e.e2ePart(ctx, rs, np) },
+		PartLatency:   func(ctx context.Context) error { return e.latencyPart(ctx, rs, np) },
 		PartBatch:     func(ctx context.Context) error { return e.batchPart(ctx, rs) },
 		PartWorkers:   func(ctx context.Context) error { return e.workersPart(ctx, rs) },
 		PartIndexSize: e.indexSizePart,
@@ -277,8 +307,10 @@ func (e *env) run(ctx context.Context) error {
 
 // methodNotes say how the figures were measured.
 var methodNotes = []string{
-	"everything shares this machine: redis-server (child process), the NATS server and the producer (this process), the workers ('indexer run' child processes)",
-	"events/s: from the first publish to the last acknowledgement, read from the workers' indexer_acks_total every 10 ms; every run starts from an empty index and stream",
+	"everything shares this machine: redis-server (child process), nats-server (child process; the cluster part and one transport ceiling use a NATS server in this process), the producer (this process), the workers ('indexer run' child processes)",
+	"events/s: from the first publish to the last acknowledgement, as the stream's server counts acks (XINFO GROUPS, or the consumer's info), read every 10 ms without touching the workers; every run starts from an empty index and stream",
+	"nats e2e / nats transport ceiling uses the ceiling with nats-server in its own process, as the NATS end-to-end runs have it",
+	"nats async: published without Nats-Msg-Id (no de-duplication) to a stream with asynchronous persistence, the opt-in settings that can lose acknowledged publishes when nats-server crashes; the targets use the default settings",
 	"Redis CPU per event: INFO commandstats, reset before each run; patch_index's figure is all EVALSHA/EVAL time, which includes the commands the script calls",
 	"commandstats* : commandstats count elapsed time, so on a busy host they include time redis-server was descheduled; when all commands together exceed the process's CPU time (INFO cpu), each is scaled down by that factor (shown as 'commandstats sum / Redis process CPU'); on a quiet host they are commandstats' own",
 	"latency: the producer publishes at half the measured median rate in 1 ms chunks, each led by a marker file; a poller checks every 1 ms (pipelined HEXISTS) when each marker appears in the index",

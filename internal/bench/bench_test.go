@@ -30,9 +30,14 @@ func TestRunTiny(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found on PATH: install it with `sudo apt-get install -y redis-server`; tests never skip for a missing server")
 	}
+	natsServer, err := testserver.BuildNATSServer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	var progress bytes.Buffer
 	cfg := bench.Config{
 		WorkerBinary:    buildIndexer(t),
+		NATSServer:      natsServer,
 		Dir:             t.TempDir(),
 		Repeats:         1,
 		Events:          3000,
@@ -60,9 +65,11 @@ func TestRunTiny(t *testing.T) {
 		t.Fatalf("JSON report: %v\n%s", err, js.String())
 	}
 	keys := append([]string{
-		"ceiling_redis_transport_per_s", "ceiling_nats_transport_per_s", "nats_p99_latency_ms",
+		"ceiling_redis_transport_per_s", "ceiling_nats_transport_per_s", "nats_p99_latency_ms", "nats_server_cpu_us_per_event",
 		"redis_e2e_batch_100_events_per_s", "redis_e2e_workers_2_events_per_s",
 		"patch_us_per_event_1k_files", "patch_us_per_event_3k_files",
+		"ceiling_nats_process_transport_no_msgid_per_s", "ceiling_nats_process_transport_async_per_s",
+		"nats_async_e2e_events_per_s", "nats_async_server_cpu_us_per_event", "nats_async_e2e_over_transport",
 	}, bench.Headline...)
 	for _, k := range keys {
 		v, ok := doc[k].(float64)
@@ -98,6 +105,7 @@ func TestConfigRefused(t *testing.T) {
 		"unknown part":    {WorkerBinary: "indexer", Parts: []string{"e2e", "everything"}},
 		"latency alone":   {WorkerBinary: "indexer", Parts: []string{bench.PartLatency}},
 		"negative events": {WorkerBinary: "indexer", Events: -1},
+		"no nats-server":  {WorkerBinary: "indexer", NATSServer: "/nonexistent/nats-server", Parts: []string{bench.PartCeiling}},
 	} {
 		if rep, err := bench.Run(t.Context(), cfg); err == nil || rep != nil {
 			t.Errorf("%s: Run = %v, %v; want no report and an error", name, rep, err)

@@ -56,10 +56,7 @@ func (e *env) clusterPart(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		total := make([]float64, len(ser.perS))
-		for i := range total {
-			total[i] = ser.workerCPUUs[i] + ser.redisCPUUs[i] + ser.selfCPUUs[i]
-		}
+		total := ser.totalCPUUs()
 		e.rep.add(secCluster, k+"events_per_s", what, "events/s", ser.perS, nil)
 		e.rep.add(secCluster, k+"cpu_us_per_event", what+": CPU of all processes", "µs/event", total, nil)
 		e.rep.add(secCluster, k+"redis_cpu_us_per_event", what+": CPU of the redis-servers", "µs/event", ser.redisCPUUs, nil)

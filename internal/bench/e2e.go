@@ -9,7 +9,7 @@ import (
 )
 
 const (
-	ackPollEvery = 10 * time.Millisecond // how often an end-to-end run reads the workers' acks
+	ackPollEvery = 10 * time.Millisecond // how often an end-to-end run reads the group's acks from the stream's server
 	stallTimeout = 30 * time.Second      // a run fails when no event is indexed for this long
 )
 
@@ -19,8 +19,10 @@ type e2eResult struct {
 	publishPerS float64  // events published per second by the producer
 	stats       cmdStats // Redis commandstats over the run
 	redisCPU    float64  // CPU microseconds redis-server used during the run
+	redisBusy   float64  // redisCPU over the run's wall time: the cores redis-server kept busy
 	workerCPU   float64  // CPU microseconds the workers used during the run
-	selfCPU     float64  // CPU microseconds this process used: producer, ack polling, and for NATS the server
+	selfCPU     float64  // CPU microseconds this process used: producer, progress polling, and an in-process NATS server
+	serverCPU   float64  // CPU microseconds the stream's server used, when it runs in its own process
 	rssMB       float64  // the largest peak RSS of a worker
 	avgBatch    float64  // messages per batch the workers handled, on average
 }
@@ -29,8 +31,8 @@ type e2eResult struct {
 // processes reading s with --batch-size batch, waits until they are
 // ready, then publishes the first n events of the history at full speed
 // from this process and waits until the workers acknowledged all of them
-// (their indexer_acks_total, read every 10 ms). Each run starts from an
-// empty index and stream.
+// (as the stream's server counts acks, read every 10 ms: see acked). Each
+// run starts from an empty index and stream.
 func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label string) (res e2eResult, err error) {
 	if err := e.flush(ctx); err != nil {
 		return res, err
@@ -64,6 +66,10 @@ func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label st
 		return res, err
 	}
 	selfCPU0 := selfCPUMicros()
+	serverCPU0, err := serverCPUMicros(s)
+	if err != nil {
+		return res, err
+	}
 
 	bar := e.bar(label, n)
 	defer bar.Stop()
@@ -100,7 +106,10 @@ func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label st
 			continue
 		case <-tick.C:
 		}
-		a, err := ws.acked(ctx)
+		if err := ws.running(); err != nil {
+			return res, err
+		}
+		a, err := s.acked(ctx)
 		if err != nil {
 			return res, err
 		}
@@ -115,6 +124,10 @@ func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label st
 	}
 	took := time.Since(start)
 	selfCPU1 := selfCPUMicros()
+	serverCPU1, err := serverCPUMicros(s)
+	if err != nil {
+		return res, err
+	}
 	if pubDone != nil {
 		if err := <-pubDone; err != nil {
 			return res, fmt.Errorf("bench: %s: publish: %w", label, err)
@@ -143,6 +156,8 @@ func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label st
 	res.perS = float64(n) / took.Seconds()
 	res.publishPerS = float64(n) / pubTook.Seconds()
 	res.redisCPU = redisCPU1 - redisCPU0
+	res.redisBusy = res.redisCPU / float64(took.Microseconds())
+	res.serverCPU = serverCPU1 - serverCPU0
 	res.workerCPU = workerCPU1 - workerCPU0
 	res.selfCPU = selfCPU1 - selfCPU0
 	res.rssMB = rss
@@ -156,6 +171,17 @@ type e2eSeries struct {
 	perS, publishPerS, avgBatch, rssMB                 []float64
 	patchUs, patchRawUs, xaddUs, xreadgroupUs, xackUs  []float64
 	redisCPUUs, workerCPUUs, selfCPUUs, cmdstatOverCPU []float64
+	serverCPUUs, redisBusy                             []float64
+}
+
+// totalCPUUs is the CPU of every process per event, run by run: Redis,
+// the workers, this process and a stream server in its own process.
+func (s *e2eSeries) totalCPUUs() []float64 {
+	total := make([]float64, len(s.perS))
+	for i := range total {
+		total[i] = s.redisCPUUs[i] + s.workerCPUUs[i] + s.selfCPUUs[i] + s.serverCPUUs[i]
+	}
+	return total
 }
 
 // repeatE2E runs e2e Repeats times.
@@ -182,9 +208,20 @@ func (e *env) repeatE2E(ctx context.Context, s stream, batch, workers int, what 
 		out.redisCPUUs = append(out.redisCPUUs, per(cpu))
 		out.workerCPUUs = append(out.workerCPUUs, per(res.workerCPU))
 		out.selfCPUUs = append(out.selfCPUUs, per(res.selfCPU))
+		out.serverCPUUs = append(out.serverCPUUs, per(res.serverCPU))
+		out.redisBusy = append(out.redisBusy, res.redisBusy)
 		out.cmdstatOverCPU = append(out.cmdstatOverCPU, st.total()/cpu)
 	}
 	return &out, nil
+}
+
+// serverCPUMicros returns the CPU time the stream's server process used
+// so far, or 0 if it runs in this process.
+func serverCPUMicros(s stream) (float64, error) {
+	if sp, ok := s.(serverProcess); ok {
+		return processCPUMicros(sp.serverPID())
+	}
+	return 0, nil
 }
 
 // selfCPUMicros returns the CPU time (user + system) this process used so

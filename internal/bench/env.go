@@ -31,11 +31,16 @@ type env struct {
 	// nodes are the Redis servers whose statistics a run reads and which
 	// it flushes: rc, or in the cluster part the cluster's masters.
 	nodes []*redis.Client
-	nats  *natsserver.Server
+	nats  *natsserver.Server // in this process: a transport ceiling, the cluster part
 	nc    *nats.Conn
 	js    natsjs.JetStream
-	pool  *pool
-	rep   *Report
+	// natsProc is nats-server in its own process, as operators run it:
+	// a transport ceiling, NATS end to end and latency.
+	natsProc *testserver.NATSProcess
+	ncProc   *nats.Conn
+	jsProc   natsjs.JetStream
+	pool     *pool
+	rep      *Report
 	// redisE2E is the headline Redis run (batch BatchSize, one worker),
 	// which the scaling parts reuse.
 	redisE2E *e2eSeries
@@ -68,11 +73,34 @@ func (e *env) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if e.nc, err = jetstream.Dial(jetstream.ConnConfig{URL: e.nats.ClientURL(), Name: "indexer bench", Logger: quiet}); err != nil {
+	if e.nc, e.js, err = dialNATS(e.nats.ClientURL(), quiet); err != nil {
 		return err
 	}
-	e.js, err = natsjs.New(e.nc)
+	if !e.cfg.needsNATSProcess() {
+		return nil
+	}
+	procDir := filepath.Join(e.dir, "nats-process")
+	if err := os.Mkdir(procDir, 0o700); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if e.natsProc, err = testserver.StartNATSProcessIn(ctx, e.cfg.NATSServer, procDir); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	e.ncProc, e.jsProc, err = dialNATS(e.natsProc.ClientURL(), quiet)
 	return err
+}
+
+func dialNATS(url string, logger *slog.Logger) (*nats.Conn, natsjs.JetStream, error) {
+	nc, err := jetstream.Dial(jetstream.ConnConfig{URL: url, Name: "indexer bench", Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 // close stops what start started and removes the temporary directory.
@@ -80,6 +108,12 @@ func (e *env) close() error {
 	var errs []error
 	if e.nc != nil {
 		e.nc.Close()
+	}
+	if e.ncProc != nil {
+		e.ncProc.Close()
+	}
+	if e.natsProc != nil {
+		e.natsProc.Stop()
 	}
 	if e.nats != nil {
 		e.nats.Shutdown()

@@ -9,30 +9,41 @@ import (
 
 // Sections of the report, in table order.
 const (
-	secCeiling = "ceiling"
-	secNaive   = "naive baseline"
-	secRedis   = "redis e2e"
-	secNATS    = "nats e2e"
-	secLatency = "latency"
-	secBatch   = "batch size"
-	secWorkers = "workers"
-	secIndex   = "index size"
-	secQuery   = "query"
-	secRatio   = "ratios"
+	secCeiling   = "ceiling"
+	secNaive     = "naive baseline"
+	secRedis     = "redis e2e"
+	secNATS      = "nats e2e"
+	secNATSAsync = "nats e2e, no Nats-Msg-Id, async persistence"
+	secLatency   = "latency"
+	secBatch     = "batch size"
+	secWorkers   = "workers"
+	secIndex     = "index size"
+	secQuery     = "query"
+	secRatio     = "ratios"
 )
 
-// The issue's targets.
+// The targets of issue 16 (which replaced issue 8's): Redis Streams
+// bound by Redis, lean workers and producer, NATS close to its transport.
 var (
-	targetRedisE2E  = &Target{AtLeast, 100_000}
-	targetNATSE2E   = &Target{AtLeast, 90_000}
-	targetOverNaive = &Target{AtLeast, 25}
-	targetPatchUs   = &Target{AtMost, 5}
-	targetP99       = &Target{AtMost, 50}
-	targetRSS       = &Target{AtMost, 64}
-	targetQuery     = &Target{AtMost, 300}
+	targetRedisE2E     = &Target{AtLeast, 80_000} // on a machine as fast as the 2026-11-21 run
+	targetRedisCPU     = &Target{AtMost, 11}
+	targetRedisBusy    = &Target{AtLeast, 0.85}
+	targetWorkerRedis  = &Target{AtMost, 7}
+	targetWorkerNATS   = &Target{AtMost, 9}
+	targetProducer     = &Target{AtMost, 4}
+	targetTwoWorkers   = &Target{AtLeast, 1}
+	targetNATSOverCeil = &Target{AtLeast, 0.8}
+	targetOverNaive    = &Target{AtLeast, 25}
+	targetPatchUs      = &Target{AtMost, 6}
+	targetP99          = &Target{AtMost, 50}
+	targetRSS          = &Target{AtMost, 64}
+	targetQuery        = &Target{AtMost, 200}
 )
 
-func (e *env) ceilingPart(ctx context.Context, rs *redisStream, ns *natsStream) error {
+// ceilingPart measures the HSET ceiling and the transport ceilings of
+// Redis Streams and of NATS with nats-server in its own process (np) and
+// in this process (ns).
+func (e *env) ceilingPart(ctx context.Context, rs *redisStream, np natsProcStream, ns *natsStream) error {
 	n := e.cfg.Events
 	e.phase("ceiling: pipelined HSET of %d-byte values, %s writes", hsetValueBytes, formatNumber(float64(n)))
 	v, err := e.repeat(ctx, func(ctx context.Context, _ int) ([]float64, error) {
@@ -44,20 +55,27 @@ func (e *env) ceilingPart(ctx context.Context, rs *redisStream, ns *natsStream) 
 	}
 	e.rep.add(secCeiling, "ceiling_hset_per_s", fmt.Sprintf("Redis pipelined HSET, %d-byte values", hsetValueBytes), "writes/s", v[0], nil)
 	e.rep.add(secCeiling, "ceiling_hset_us_per_write", "Redis CPU per HSET", "µs", v[1], nil)
-	for _, s := range []stream{rs, ns} {
-		e.phase("ceiling: %s transport alone (publish, fetch, ack; no apply), %s events", s.name(), formatNumber(float64(n)))
+	for _, c := range []struct {
+		s          stream
+		key, label string
+	}{
+		{rs, "ceiling_redis_transport_per_s", "Redis Streams XADD + XREADGROUP + XACK, no apply"},
+		{np, "ceiling_nats_process_transport_per_s", "NATS JetStream publish + fetch + ack, no apply, nats-server in its own process"},
+		{ns, "ceiling_nats_transport_per_s", "the same, NATS server in the bench process"},
+		{natsProcStream{np.cheaper(false), np.pid}, "ceiling_nats_process_transport_no_msgid_per_s",
+			"NATS, nats-server in its own process, published without Nats-Msg-Id (no de-duplication)"},
+		{natsProcStream{np.cheaper(true), np.pid}, "ceiling_nats_process_transport_async_per_s",
+			"the same, also with asynchronous persistence (opt-in: may lose acknowledged publishes)"},
+	} {
+		e.phase("ceiling: %s (%s events)", c.label, formatNumber(float64(n)))
 		v, err := e.repeat(ctx, func(ctx context.Context, _ int) ([]float64, error) {
-			perS, err := e.transportCeiling(ctx, s, n)
+			perS, err := e.transportCeiling(ctx, c.s, n)
 			return []float64{perS}, err
 		})
 		if err != nil {
 			return err
 		}
-		label := "Redis Streams XADD + XREADGROUP + XACK, no apply"
-		if s.name() == "nats" {
-			label = "NATS JetStream publish + fetch + ack, no apply"
-		}
-		e.rep.add(secCeiling, "ceiling_"+s.name()+"_transport_per_s", label, "events/s", v[0], nil)
+		e.rep.add(secCeiling, c.key, c.label, "events/s", v[0], nil)
 	}
 	return nil
 }
@@ -82,22 +100,28 @@ type e2eFigures struct {
 	section, prefix  string  // section and key prefix of the figures
 	patchKey, rssKey string  // the keys of the issue's figures
 	target           *Target // of events/s
-	benchCPU         string  // what this process does in the run
-	streamCommands   bool    // report XADD, XREADGROUP and XACK
+	redisCPUTarget   *Target // of Redis CPU in all per event
+	workerTarget     *Target // of worker CPU per event
+	producerTarget   *Target // of the bench process's CPU per event
+	streamCommands   bool    // report XADD, XREADGROUP and XACK, and the cores Redis kept busy
 }
 
-func (e *env) e2ePart(ctx context.Context, rs *redisStream, ns *natsStream) error {
+// e2ePart measures the indexer end to end through Redis Streams (rs) and
+// NATS with nats-server in its own process (np).
+func (e *env) e2ePart(ctx context.Context, rs *redisStream, np natsProcStream) error {
 	runs := []struct {
 		s stream
 		f e2eFigures
 	}{
-		{rs, e2eFigures{secRedis, "redis_", "patch_us_per_event", "worker_rss_mb", targetRedisE2E, "producer CPU (the bench process)", true}},
-		{ns, e2eFigures{secNATS, "nats_", "nats_patch_us_per_event", "nats_worker_rss_mb", targetNATSE2E, "NATS server + producer CPU (the bench process)", false}},
+		{rs, e2eFigures{secRedis, "redis_", "patch_us_per_event", "worker_rss_mb", targetRedisE2E, targetRedisCPU, targetWorkerRedis, targetProducer, true}},
+		{np, e2eFigures{secNATS, "nats_", "nats_patch_us_per_event", "nats_worker_rss_mb", nil, nil, targetWorkerNATS, nil, false}},
+		// The opt-in settings: no Nats-Msg-Id, asynchronous persistence.
+		{natsProcStream{np.cheaper(true), np.pid}, e2eFigures{secNATSAsync, "nats_async_", "nats_async_patch_us_per_event", "nats_async_worker_rss_mb", nil, nil, nil, nil, false}},
 	}
 	b := e.cfg.BatchSize
 	for _, run := range runs {
-		e.phase("%s end to end: producer + 1 worker, batch %d, %s events", run.s.name(), b, formatNumber(float64(e.cfg.Events)))
-		ser, err := e.repeatE2E(ctx, run.s, b, 1, run.s.name()+" e2e")
+		e.phase("%s: producer + 1 worker, batch %d, %s events", run.f.section, b, formatNumber(float64(e.cfg.Events)))
+		ser, err := e.repeatE2E(ctx, run.s, b, 1, run.f.section)
 		if err != nil {
 			return err
 		}
@@ -123,22 +147,29 @@ func (e *env) addE2E(f e2eFigures, ser *e2eSeries) {
 		r.add(sec, p+"xack_us_per_event", "Redis CPU in XACK (commandstats*)", "µs/event", ser.xackUs, nil)
 	}
 	r.add(sec, p+"cmdstat_over_cpu", "commandstats sum / Redis process CPU (> 1: Redis was preempted)", "×", ser.cmdstatOverCPU, nil)
-	r.add(sec, p+"cpu_us_per_event", "Redis CPU in all (process user+sys)", "µs/event", ser.redisCPUUs, nil)
-	r.add(sec, p+"worker_cpu_us_per_event", "worker CPU (process user+sys)", "µs/event", ser.workerCPUUs, nil)
-	r.add(sec, p+"bench_cpu_us_per_event", f.benchCPU, "µs/event", ser.selfCPUUs, nil)
-	total := make([]float64, len(ser.perS))
-	bound := make([]float64, len(ser.perS))
+	r.add(sec, p+"cpu_us_per_event", "Redis CPU in all (process user+sys)", "µs/event", ser.redisCPUUs, f.redisCPUTarget)
+	if f.streamCommands {
+		r.add(sec, "redis_cores_busy_e2e", "cores redis-server kept busy (its CPU / wall time)", "cores", ser.redisBusy, targetRedisBusy)
+	}
+	r.add(sec, p+"worker_cpu_us_per_event", "worker CPU (process user+sys)", "µs/event", ser.workerCPUUs, f.workerTarget)
+	r.add(sec, p+"bench_cpu_us_per_event", "producer CPU (the bench process, with its progress polling)", "µs/event", ser.selfCPUUs, f.producerTarget)
+	servers := "Redis + worker + bench"
+	if !f.streamCommands {
+		r.add(sec, p+"server_cpu_us_per_event", "nats-server CPU (its own process)", "µs/event", ser.serverCPUUs, nil)
+		servers = "Redis + worker + bench + nats-server"
+	}
+	total := ser.totalCPUUs()
+	bound := make([]float64, len(total))
 	for i := range total {
-		total[i] = ser.redisCPUUs[i] + ser.workerCPUUs[i] + ser.selfCPUUs[i]
 		bound[i] = float64(e.rep.Machine.Cores) * 1e6 / total[i]
 	}
-	r.add(sec, p+"total_cpu_us_per_event", "CPU of all processes (Redis + worker + bench)", "µs/event", total, nil)
+	r.add(sec, p+"total_cpu_us_per_event", "CPU of all processes ("+servers+")", "µs/event", total, nil)
 	r.add(sec, p+"cpu_bound_events_per_s", fmt.Sprintf("bound by that CPU on %d cores, if nothing else ran", e.rep.Machine.Cores), "events/s", bound, nil)
 	r.add(sec, f.rssKey, "worker peak RSS (VmHWM)", "MB", ser.rssMB, targetRSS)
 }
 
-func (e *env) latencyPart(ctx context.Context, rs *redisStream, ns *natsStream) error {
-	for _, s := range []stream{rs, ns} {
+func (e *env) latencyPart(ctx context.Context, rs *redisStream, np natsProcStream) error {
+	for _, s := range []stream{rs, np} {
 		max := e.rep.Figure(s.name() + "_e2e_events_per_s")
 		if max == nil {
 			return fmt.Errorf("bench: latency of %s needs its end-to-end rate", s.name())
@@ -270,7 +301,11 @@ func (e *env) ratios() {
 	r := e.rep
 	r.ratio(secRatio, "redis_e2e_over_ceiling", "redis e2e / HSET ceiling", "redis_e2e_events_per_s", "ceiling_hset_per_s", nil)
 	r.ratio(secRatio, "redis_e2e_over_transport", "redis e2e / redis transport ceiling", "redis_e2e_events_per_s", "ceiling_redis_transport_per_s", nil)
-	r.ratio(secRatio, "nats_e2e_over_transport", "nats e2e / nats transport ceiling", "nats_e2e_events_per_s", "ceiling_nats_transport_per_s", nil)
+	r.ratio(secRatio, "nats_e2e_over_transport", "nats e2e / nats transport ceiling (nats-server in its own process in both)",
+		"nats_e2e_events_per_s", "ceiling_nats_process_transport_per_s", targetNATSOverCeil)
+	r.ratio(secRatio, "nats_async_e2e_over_transport", "the same with no Nats-Msg-Id and asynchronous persistence in both",
+		"nats_async_e2e_events_per_s", "ceiling_nats_process_transport_async_per_s", nil)
+	r.ratio(secRatio, "redis_2_workers_over_1", "redis e2e, 2 workers / 1 worker", "redis_e2e_workers_2_events_per_s", "redis_e2e_workers_1_events_per_s", targetTwoWorkers)
 	r.ratio(secRatio, "redis_e2e_over_naive", "redis e2e / naive baseline", "redis_e2e_events_per_s", "naive_events_per_s", targetOverNaive)
 	r.ratio(secRatio, "nats_e2e_over_naive", "nats e2e / naive baseline", "nats_e2e_events_per_s", "naive_events_per_s", nil)
 }

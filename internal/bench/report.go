@@ -150,10 +150,23 @@ var Headline = []string{
 	"ceiling_hset_per_s", "naive_events_per_s", "redis_e2e_events_per_s", "nats_e2e_events_per_s",
 	"patch_us_per_event", "p99_latency_ms", "worker_rss_mb", "query_100k_ms",
 	"redis_e2e_over_ceiling", "redis_e2e_over_naive",
+	// issue 16
+	"redis_cpu_us_per_event", "redis_cores_busy_e2e", "worker_cpu_us_per_event_redis",
+	"worker_cpu_us_per_event_nats", "producer_cpu_us_per_event", "redis_2_workers_over_1",
+	"nats_transport_ceiling_per_s", "nats_e2e_over_transport",
+}
+
+// aliases are top-level JSON keys the issues name for figures the report
+// keeps under another key: alias → figure key.
+var aliases = map[string]string{
+	"worker_cpu_us_per_event_redis": "redis_worker_cpu_us_per_event",
+	"worker_cpu_us_per_event_nats":  "nats_worker_cpu_us_per_event",
+	"producer_cpu_us_per_event":     "redis_bench_cpu_us_per_event",
+	"nats_transport_ceiling_per_s":  "ceiling_nats_process_transport_per_s",
 }
 
 // MarshalJSON writes every figure's median as a top-level number under
-// its key (Headline lists those the issue asks for), plus "figures" with
+// its key and its aliases (Headline lists those the issues ask for), plus "figures" with
 // each figure's samples, min, median, max and target, "machine",
 // "config", "quick", "notes" and "seconds". Keys come out sorted.
 func (r *Report) MarshalJSON() ([]byte, error) {
@@ -167,6 +180,11 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 	}
 	for _, f := range r.Figures {
 		out[f.Key] = round(f.Median, 3)
+	}
+	for alias, key := range aliases {
+		if v, ok := out[key]; ok {
+			out[alias] = v
+		}
 	}
 	return json.Marshal(out)
 }

@@ -278,7 +278,6 @@ func startWorkers(ctx context.Context, bin string, n int, prefix string, args []
 
 // Series the bench reads from the workers' /metrics.
 const (
-	metricAcks       = "indexer_acks_total"
 	metricBatchSum   = "indexer_batch_size_sum"
 	metricBatchCount = "indexer_batch_size_count"
 )
@@ -302,16 +301,14 @@ func (ws workers) scrape(ctx context.Context, names ...string) (map[string]float
 	return sum, nil
 }
 
-// acked sums the workers' acknowledged messages.
-func (ws workers) acked(ctx context.Context) (int64, error) {
-	m, err := ws.scrape(ctx, metricAcks)
-	if err != nil {
-		return 0, err
+// running returns an error if a worker has exited.
+func (ws workers) running() error {
+	for _, w := range ws {
+		if err := w.running(); err != nil {
+			return err
+		}
 	}
-	if _, ok := m[metricAcks]; !ok {
-		return 0, fmt.Errorf("bench: the workers serve no %s", metricAcks)
-	}
-	return int64(m[metricAcks]), nil
+	return nil
 }
 
 // usage returns the workers' total CPU time and their largest peak RSS.

@@ -419,3 +419,39 @@ func TestCountersExactWithHugeDeletes(t *testing.T) {
 		t.Errorf("bytes = %s, want 5", b)
 	}
 }
+
+// TestLargeDirInOneCall applies calls whose single folder holds more
+// paths than patch_index handles in one step of string.byte or unpack
+// (4,000), creates and deletes mixed, and compares the index with the
+// same events applied in small calls.
+func TestLargeDirInOneCall(t *testing.T) {
+	ctx := context.Background()
+	x, c := newIndex(t, index.Config{MaxEventsPerCall: 20_000})
+	oc := redisDB(t, c, 1)
+	ox := openIndex(t, oc, index.Config{MaxEventsPerCall: 97})
+	var first, second []event.Event
+	for i := range 9000 {
+		f := file(1, fmt.Sprintf("f%05d", i))
+		first = append(first, created(f))
+		if i%2 == 0 {
+			second = append(second, deleted(f))
+		}
+		second = append(second, created(file(1, fmt.Sprintf("g%05d", i))))
+	}
+	for _, batch := range [][]event.Event{first, second} {
+		apply(t, x, batch...)
+		if _, err := ox.Apply(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := diff(content(t, oc), content(t, c)); d != nil {
+		t.Fatalf("one call per batch differs from calls of 97: %v", d)
+	}
+	if n := c.HLen(ctx, "files:db:t:date=2024-01-15").Val(); n != 9000+4500 {
+		t.Errorf("%d files indexed, want %d", n, 9000+4500)
+	}
+	rep, err := x.Check(ctx, nil)
+	if err != nil || len(rep.Drifts) > 0 {
+		t.Fatalf("check: %v %v", rep.Drifts, err)
+	}
+}

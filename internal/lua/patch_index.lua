@@ -40,6 +40,8 @@
 -- the plan's lease was released, 's' when the plan was superseded, or 'd'
 -- when the call replays a commit already applied (nothing changes).
 
+-- Locals: a global is a table lookup at every use, a local a register.
+local ARGV, KEYS, redis, tonumber = ARGV, KEYS, redis, tonumber
 local now = ARGV[1]
 local ntables, nfiles, ndirs = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local queues, ndrops, nextra = ARGV[5] == '1', tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -49,18 +51,43 @@ local planmode, now_s = ARGV[8], tonumber(ARGV[9])
 local registry = ARGV[10] == '1'
 local k0 = registry and 1 or 0
 local CHUNK = 4000 -- stays under Lua's unpack limit (LUAI_MAXCSTACK 8000)
+local dbyte = string.byte
+
+-- byte_table returns the bytes of s as a table, so that a loop over them
+-- indexes a table instead of calling string.byte once per byte (string.byte
+-- returns at most CHUNK values at a time).
+local function byte_table(s)
+  local len = string.len(s)
+  if len <= CHUNK then return {dbyte(s, 1, len)} end
+  local t = {}
+  for i = 1, len, CHUNK do
+    local b = {dbyte(s, i, math.min(i + CHUNK - 1, len))}
+    for j = 1, #b do t[i - 1 + j] = b[j] end
+  end
+  return t
+end
 
 local function fail(code, msg)
   error({err = code .. ' patch_index: ' .. msg .. '; nothing was written. Repair it (see indexer check).'}, 0)
 end
 
--- call runs cmd key with list[first..last] as trailing arguments, in
--- chunks, and returns the concatenated array replies.
-local function call(cmd, key, list, first, last)
-  if last - first < CHUNK then return redis.call(cmd, key, unpack(list, first, last)) end
+-- call runs cmd key [flag] with list[first..last] as trailing arguments,
+-- in chunks (of an even length, so field-value and score-member pairs
+-- starting at first stay whole; each chunk gets the flag), and returns
+-- the concatenated array replies.
+local function call(cmd, key, list, first, last, flag)
+  if last - first < CHUNK then
+    if flag then return redis.call(cmd, key, flag, unpack(list, first, last)) end
+    return redis.call(cmd, key, unpack(list, first, last))
+  end
   local out, o = {}, 0
   for i = first, last, CHUNK do
-    local r = redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, last)))
+    local r
+    if flag then
+      r = redis.call(cmd, key, flag, unpack(list, i, math.min(i + CHUNK - 1, last)))
+    else
+      r = redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, last)))
+    end
     if type(r) == 'table' then
       for j = 1, #r do o = o + 1; out[o] = r[j] end
     end
@@ -100,7 +127,7 @@ local tables = {}
 for t = 1, ntables do
   local k = k0 + 1 + nk * (t - 1)
   local tb = {folders = KEYS[k], tomb = KEYS[k + 1], stats = KEYS[k + 2],
-    member = ARGV[a], evtime = ARGV[a + 1], tombs = {'GT'}, ntombs = 1,
+    member = ARGV[a], evtime = ARGV[a + 1], tombs = {}, ntombs = 0,
     files = 0, bytes = 0, rows = 0, dirs = {}, ndirs = 0}
   check_type(tb.folders, 'hash')
   check_type(tb.tomb, 'zset')
@@ -208,7 +235,8 @@ for d = 1, ndirs do
   a = a + 5
   if queues then
     dir.q, dir.nums, dir.g0 = ARGV[a], ARGV[a + 2], a + 4
-    dir.gd = {string.byte(ARGV[a + 1], 1, -1)}
+    dir.gd = {dbyte(ARGV[a + 1], 1, -1)}
+    dir.qbb = byte_table(dir.q)
     a = a + 4 + 5 * tonumber(ARGV[a + 3])
   end
   dirs[d] = dir
@@ -228,13 +256,14 @@ local adv = {[67] = 2 + cdrop, [69] = 2 + cdrop, [68] = 1 + ddrop, [66] = 2 + dd
 local paths, n = {}, 0
 for d = 1, ndirs do
   local dir = dirs[d]
-  local kinds, fg = dir.kinds, dir.fg
+  local kb, fg = byte_table(dir.kinds), dir.fg
+  dir.kb = kb
   if not fg.first then fg.first = n + 1 end
   dir.n0 = n
-  for j = 1, string.len(kinds) do
+  for j = 1, #kb do
     n = n + 1
     paths[n] = ARGV[a]
-    a = a + adv[string.byte(kinds, j)]
+    a = a + adv[kb[j]]
   end
   fg.last = n
 end
@@ -275,24 +304,23 @@ end
 
 local unpack_struct = struct.unpack
 
-local dbyte = string.byte
 local replay = true
 
 a, n = first_path, 0
 for d = 1, ndirs do
   local dir = dirs[d]
-  local kinds, fg = dir.kinds, dir.fg
+  local kb, fg = dir.kb, dir.fg
   local tb = fg.tb
-  local qb, gd = dir.q, dir.gd
+  local qb, gd = dir.qbb, dir.gd
   local hset, hdel, tombs = fg.hset, fg.hdel, tb.tombs
   if not hset then
     hset, hdel = {}, {}
     fg.hset, fg.hdel, fg.nhset, fg.nhdel = hset, hdel, 0, 0
   end
   local nhset, nhdel, ntombs = fg.nhset, fg.nhdel, tb.ntombs
-  for j = 1, string.len(kinds) do
+  for j = 1, #kb do
     n = n + 1
-    local k, s, p = dbyte(kinds, j), st[n], paths[n]
+    local k, s, p = kb[j], st[n], paths[n]
     if superseded then
       -- A stale worker's commit: its removals are not applied, and its
       -- outputs that are not live are garbage to drop. (A replay of a
@@ -303,7 +331,7 @@ for d = 1, ndirs do
         if s == '0' then
           tombs[ntombs + 1], tombs[ntombs + 2] = now, p
           ntombs = ntombs + 2
-          local tg = qb and drops[gd[dbyte(qb, j)] or 0]
+          local tg = qb and drops[gd[qb[j]] or 0]
           if tg then
             tg.n = tg.n + 1
             tg.items[tg.n] = ARGV[a + 2]
@@ -333,7 +361,7 @@ for d = 1, ndirs do
       else
         a = a + 1
       end
-      local gi = qb and s ~= '2' and dbyte(qb, j)
+      local gi = qb and s ~= '2' and qb[j]
       if s == '1' then
         nhdel = nhdel + 1
         hdel[nhdel] = p
@@ -424,9 +452,9 @@ for t = 1, ntables do
     -- sizes (walking its dir again: only for the rare groups that need it).
     local function live(dir, gi)
       local ps, zs, n0 = {}, {}, dir.n0
-      local kinds, qb = dir.kinds, dir.q
-      for j = 1, string.len(kinds) do
-        if dbyte(kinds, j) == 69 and dbyte(qb, j) == gi and st[n0 + j] == '0' then
+      local kb, qb = dir.kb, dir.qbb
+      for j = 1, #kb do
+        if kb[j] == 69 and qb[j] == gi and st[n0 + j] == '0' then
           ps[#ps + 1] = paths[n0 + j]
           zs[#zs + 1] = unpack_struct('<d', dir.nums, 8 * j - 7)
         end
@@ -657,7 +685,7 @@ local members = {}
 for t = 1, ntables do
   local tb = tables[t]
   members[t] = tb.member
-  if tb.ntombs > 1 then call('ZADD', tb.tomb, tb.tombs, 1, tb.ntombs) end
+  if tb.ntombs > 0 then call('ZADD', tb.tomb, tb.tombs, 1, tb.ntombs, 'GT') end
 
   local set, nset, del, ndel = {}, 0, {}, 0
   for i = 1, tb.ndirs do

@@ -4,9 +4,11 @@
 -- size_rows reads size_bytes and row_count of an entry. Entries in GigAPI's
 -- Go field order (indexer's) have them right after path, whose value holds
 -- no quote; others (cjson-encoded by GigAPI's library) are decoded.
+-- (Plain finds return positions: no string is made, and Lua hashes every
+-- string it makes.)
 local function size_rows(v)
-  if string.sub(v, 1, 10) == '{"layer":"' then
-    local at = string.find(v, '","size_bytes":', 1, true)
+  if string.find(v, '{"layer":"', 1, true) == 1 then
+    local at = string.find(v, '","size_bytes":', 11, true)
     if at then
       local s, r = string.match(v, '^(%d+),"row_count":(%d+)', at + 15)
       -- Arithmetic coerces a numeric string once; tonumber would twice.

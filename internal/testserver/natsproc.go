@@ -54,21 +54,29 @@ type NATSProcess struct {
 // until JetStream answers, and stops it at t.Cleanup.
 func StartNATSProcess(t testing.TB, bin string) *NATSProcess {
 	t.Helper()
-	n := &NATSProcess{bin: bin, dir: t.TempDir()}
-	var err error
-	for attempt := 0; attempt < portAttempts; attempt++ {
-		if n.port, err = freePort(); err != nil {
-			break
-		}
-		if err = n.start(t.Context()); err == nil {
-			break
-		}
-	}
+	n, err := StartNATSProcessIn(t.Context(), bin, t.TempDir())
 	if err != nil {
 		t.Fatalf("start nats-server: %v", err)
 	}
 	t.Cleanup(n.Stop)
 	return n
+}
+
+// StartNATSProcessIn is StartNATSProcess without a testing.TB, for
+// benchmarks and main programs: the store and log go under dir (which the
+// caller owns and removes), and the caller must call Stop.
+func StartNATSProcessIn(ctx context.Context, bin, dir string) (*NATSProcess, error) {
+	n := &NATSProcess{bin: bin, dir: dir}
+	var err error
+	for attempt := 0; attempt < portAttempts; attempt++ {
+		if n.port, err = freePort(); err != nil {
+			break
+		}
+		if err = n.start(ctx); err == nil {
+			return n, nil
+		}
+	}
+	return nil, err
 }
 
 // ClientURL is nats://127.0.0.1:PORT; it does not change on Restart.

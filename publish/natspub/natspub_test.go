@@ -154,6 +154,57 @@ func TestPublish(t *testing.T) {
 	}
 }
 
+// TestPublishNoMsgID: without Nats-Msg-Id the stream does not
+// de-duplicate: an event published twice is stored twice, with its
+// Content-Type and without the header.
+func TestPublishNoMsgID(t *testing.T) {
+	ctx := context.Background()
+	js := connect(t, testserver.NATS(t).ClientURL())
+	createStream(t, js, 1)
+	p, err := natspub.New(js, natspub.Config{NoMsgID: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events(50, 3)
+	if err := p.Publish(ctx, ev...); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctx, ev[:10]...); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, "IDX_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for seq := uint64(1); seq <= 60; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("message %d of 60: %v", seq, err)
+		}
+		e, err := event.Decode(event.JSON, m.Data)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		if len(m.Header.Values(jetstream.MsgIDHeader)) != 0 || m.Header.Get("Content-Type") != event.JSON.ContentType() {
+			t.Fatalf("message %d: headers %v, want Content-Type and no Nats-Msg-Id", seq, m.Header)
+		}
+		count[e.ID]++
+	}
+	for i, e := range ev {
+		if want := 1 + b2i(i < 10); count[e.ID] != want {
+			t.Fatalf("event %d stored %d times, want %d", i, count[e.ID], want)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestPublishInvalid(t *testing.T) {
 	js := connect(t, testserver.NATS(t).ClientURL())
 	createStream(t, js, 1)

@@ -165,19 +165,26 @@ func (p *Publisher) PublishRaw(ctx context.Context, msgs []Message) (ids []strin
 func (p *Publisher) appendEntries(ctx context.Context, msgs []Message, pending []int, ids []string) ([]int, error) {
 	var failed []int
 	var firstErr error
-	cmds := make([]*redis.StringCmd, 0, min(len(pending), p.cfg.Pipeline))
+	cmds := make([]*redis.Cmd, 0, min(len(pending), p.cfg.Pipeline))
+	// The arguments of every XADD: the command, the stream, MAXLEN ~ n when
+	// trimming, then ID "*" and the fields, filled in per message.
+	head := []any{"xadd", p.cfg.Stream}
+	if p.cfg.MaxLen > 0 {
+		head = append(head, "maxlen", "~", p.cfg.MaxLen)
+	}
+	head = append(head, "*")
 	for start := 0; start < len(pending); start += p.cfg.Pipeline {
 		chunk := pending[start:min(start+p.cfg.Pipeline, len(pending))]
 		pipe := p.c.Pipeline()
 		cmds = cmds[:0]
 		for _, i := range chunk {
-			values := []any{FieldData, msgs[i].Data}
+			args := make([]any, len(head), len(head)+4)
+			copy(args, head)
+			args = append(args, FieldData, msgs[i].Data)
 			if msgs[i].CT != "" {
-				values = append(values, FieldCT, msgs[i].CT)
+				args = append(args, FieldCT, msgs[i].CT)
 			}
-			cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{
-				Stream: p.cfg.Stream, MaxLen: p.cfg.MaxLen, Approx: p.cfg.MaxLen > 0, Values: values,
-			}))
+			cmds = append(cmds, pipe.Do(ctx, args...))
 		}
 		var wait *redis.IntCmd
 		if w := p.wait(); w.Enabled() {
@@ -194,11 +201,12 @@ func (p *Publisher) appendEntries(ctx context.Context, msgs []Message, pending [
 			return append(append(failed, chunk...), pending[start+len(chunk):]...), firstErr
 		}
 		for j, cmd := range cmds {
-			if cmd.Err() != nil {
+			id, cerr := cmd.Text()
+			if cerr != nil {
 				failed = append(failed, chunk[j])
 				continue
 			}
-			ids[chunk[j]] = cmd.Val()
+			ids[chunk[j]] = id
 		}
 		if err != nil {
 			if firstErr == nil {

@@ -86,6 +86,19 @@ type SetupConfig struct {
 	// Duplicates is the publish de-duplication window: a message whose
 	// Nats-Msg-Id was already stored within it is stored once. Default 2 min.
 	Duplicates time.Duration
+	// PersistAsync creates the events stream with the server's
+	// asynchronous persistence (persist_mode "async"): nats-server
+	// acknowledges a publish before writing it, and writes what it
+	// gathered once 16 KiB or 8 ms have accumulated (nats-server 2.15).
+	// That raises what one server stores per second, but a publish
+	// acknowledged in that window is lost if nats-server dies (a crash,
+	// kill -9, the OOM killer) before writing it: the writer was told it
+	// was stored, and the index never sees it ('indexer backfill
+	// --reconcile' finds such files). Off by default; the server refuses
+	// it on replicated streams (Replicas > 1), and a stream's persist mode
+	// is fixed when it is created. The dead-letter stream always persists
+	// synchronously.
+	PersistAsync bool
 	// Replicas is the replication factor of both streams and the consumer
 	// (1 for a single server, 3 for a cluster). Default (0): 3 when the
 	// connection is to a cluster of 3 or more servers, else 1; an existing
@@ -158,6 +171,8 @@ func (c *SetupConfig) setDefaults() error {
 		return errors.New("jetstream setup: AckWait, MaxDeliver, MaxAckPending and Duplicates must be positive")
 	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("jetstream setup: Replicas %d: want 1 to 5", c.Replicas)
+	case c.PersistAsync && c.Replicas > 1:
+		return fmt.Errorf("jetstream setup: asynchronous persistence needs a stream of one replica, not %d: nats-server refuses it on replicated streams", c.Replicas)
 	case c.MaxAge > 0 && c.Duplicates > c.MaxAge:
 		return fmt.Errorf("jetstream setup: the de-duplication window %v is longer than MaxAge %v", c.Duplicates, c.MaxAge)
 	case c.DeliverFrom.Seq > 0 && !c.DeliverFrom.Time.IsZero():
@@ -169,6 +184,10 @@ func (c *SetupConfig) setDefaults() error {
 }
 
 func (c *SetupConfig) eventsStream() natsjs.StreamConfig {
+	mode := natsjs.DefaultPersistMode
+	if c.PersistAsync {
+		mode = natsjs.AsyncPersistMode
+	}
 	return natsjs.StreamConfig{
 		Name:              c.Stream,
 		Description:       "indexer events: " + c.SubjectPrefix + ".<database>.<table>",
@@ -183,6 +202,7 @@ func (c *SetupConfig) eventsStream() natsjs.StreamConfig {
 		Duplicates:        c.Duplicates,
 		Replicas:          c.Replicas,
 		AllowDirect:       true,
+		PersistMode:       mode,
 	}
 }
 
@@ -258,7 +278,7 @@ func (e *MismatchError) Error() string {
 	if e.Kind == "consumer" {
 		fmt.Fprintf(&b, ": pass matching settings to 'indexer setup', or delete the consumer with 'nats consumer rm %s %s' and run setup again (the new consumer starts at the stream's first message unless told otherwise; re-applying events is harmless)", e.Stream, e.Name)
 	} else {
-		fmt.Fprintf(&b, ": pass matching settings to 'indexer setup', or change the stream with 'nats stream edit %s' (retention and storage cannot be changed: that needs 'nats stream rm %s', which deletes its messages)", e.Name, e.Name)
+		fmt.Fprintf(&b, ": pass matching settings to 'indexer setup', or change the stream with 'nats stream edit %s' (retention, storage and persist_mode cannot be changed: that needs 'nats stream rm %s', which deletes its messages)", e.Name, e.Name)
 	}
 	return b.String()
 }
@@ -399,7 +419,16 @@ func compareEvents(have, want *natsjs.StreamConfig) []FieldDiff {
 	d.add("max_bytes", limit(have.MaxBytes), limit(want.MaxBytes))
 	d.add("max_msgs", limit(have.MaxMsgs), limit(want.MaxMsgs))
 	d.add("duplicate_window", have.Duplicates, want.Duplicates)
+	d.add("persist_mode", persistMode(have.PersistMode), persistMode(want.PersistMode))
 	return d
+}
+
+// persistMode names a persist mode as the server's JSON does.
+func persistMode(m natsjs.PersistModeType) string {
+	if m == natsjs.AsyncPersistMode {
+		return "async"
+	}
+	return "default"
 }
 
 // compareDeadLetters leaves the dead-letter stream's limits to the
@@ -499,8 +528,8 @@ func Cluster(js natsjs.JetStream) (name string, servers int) {
 	return nc.ConnectedClusterName(), len(nc.Servers())
 }
 
-// chooseReplicas settles Replicas 0 (3 on a cluster of 3 or more servers,
-// 1 otherwise; an existing events stream's own), and returns a warning
+// chooseReplicas settles Replicas 0 (3 on a cluster of 3 or more servers
+// unless PersistAsync, 1 otherwise; an existing events stream's own), and returns a warning
 // when one replica is chosen on a cluster: the stream is then unavailable
 // while its one server is down, and lost with its disk.
 func (c *SetupConfig) chooseReplicas(ctx context.Context, js natsjs.JetStream) []string {
@@ -509,7 +538,7 @@ func (c *SetupConfig) chooseReplicas(ctx context.Context, js natsjs.JetStream) [
 		c.Replicas = 1
 		if s, err := js.Stream(ctx, c.Stream); err == nil {
 			c.Replicas = s.CachedInfo().Config.Replicas
-		} else if cluster != "" && servers >= 3 {
+		} else if cluster != "" && servers >= 3 && !c.PersistAsync {
 			c.Replicas = 3
 		}
 	}

@@ -224,3 +224,55 @@ func slicesContain(list []string, sub string) bool {
 	}
 	return false
 }
+
+// TestSetupPersistAsync: asynchronous persistence is opt-in, set on the
+// events stream only, fixed once the stream exists, and refused with
+// replicas.
+func TestSetupPersistAsync(t *testing.T) {
+	js, cfg := setUp(t)
+	ctx := context.Background()
+	mode := func(name string) natsjs.PersistModeType {
+		t.Helper()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.PersistMode
+	}
+	if m := mode(cfg.Stream); m != natsjs.DefaultPersistMode {
+		t.Fatalf("default setup: persist mode %v, want default", m)
+	}
+
+	async := cfg
+	async.PersistAsync = true
+	_, _, err := Setup(ctx, js, async)
+	var me *MismatchError
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "persist_mode is default, want async") ||
+		!strings.Contains(err.Error(), "persist_mode cannot be changed") {
+		t.Fatalf("PersistAsync on an existing synchronous stream: %v, want a mismatch naming persist_mode", err)
+	}
+
+	async = testNames(2)
+	async.PersistAsync = true
+	if _, _, err := Setup(ctx, js, async); err != nil {
+		t.Fatalf("Setup with PersistAsync: %v", err)
+	}
+	if m := mode(async.Stream); m != natsjs.AsyncPersistMode {
+		t.Errorf("events stream: persist mode %v, want async", m)
+	}
+	if m := mode(async.DeadLetters); m != natsjs.DefaultPersistMode {
+		t.Errorf("dead-letter stream: persist mode %v, want default", m)
+	}
+	if _, _, err := Setup(ctx, js, async); err != nil {
+		t.Errorf("second Setup with PersistAsync: %v", err)
+	}
+	sync := testNames(2)
+	if _, _, err := Setup(ctx, js, sync); err == nil || !strings.Contains(err.Error(), "persist_mode is async, want default") {
+		t.Errorf("Setup without PersistAsync on an asynchronous stream: %v, want a mismatch", err)
+	}
+
+	async.Replicas = 3
+	if _, _, err := Setup(ctx, js, async); err == nil || !strings.Contains(err.Error(), "one replica, not 3") {
+		t.Errorf("PersistAsync with 3 replicas: %v, want a refusal", err)
+	}
+}
