@@ -2,7 +2,6 @@ package redisconn_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -336,25 +335,6 @@ func (m *monitorLog) sameClient(cmds ...string) error {
 	}
 }
 
-// syncBuffer is a bytes.Buffer for a logger written from several
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSentinelFollowsFailover: a client of redis+sentinel:// keeps writing
 // (confirmed by the replica) through a SENTINEL FAILOVER: it finds the new
 // master through the sentinels, and logs the change.
@@ -362,7 +342,7 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	t.Parallel()
 	g := testserver.Sentinels(t)
 	ctx := t.Context()
-	var logs syncBuffer
+	var logs testserver.Buffer
 	c, err := redisconn.Open(ctx, redisconn.Options{URL: g.URL(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +388,7 @@ func TestReadOnlyHint(t *testing.T) {
 	ctx := t.Context()
 	master := testserver.Redis(t)
 	demoted := testserver.Redis(t)
-	var logs syncBuffer
+	var logs testserver.Buffer
 	c, err := redisconn.Open(ctx, redisconn.Options{URL: demoted.URL(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package redisstream
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -667,7 +665,7 @@ func TestLogKeysOnce(t *testing.T) {
 	g := newGroup(t, 50*time.Millisecond)
 	g.publish(t, raws(3)...)
 	fetchAll(t, g.source(t, "a"), 3, 5*time.Second) // held by a, never acknowledged
-	var buf syncBuffer
+	var buf testserver.Buffer
 	cfg := g.config("b")
 	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, nil)).With("stream", g.stream, "group", g.grp, "consumer", "b")
 	b, err := New(g.c, cfg)
@@ -716,24 +714,6 @@ func duplicateKey(t *testing.T, line string) string {
 		seen[k.(string)] = true
 	}
 	return ""
-}
-
-// syncBuffer is a bytes.Buffer safe for a source's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestDeadLetterRetention: a dead letter keeps the prefix and the whole
