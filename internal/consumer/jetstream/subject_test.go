@@ -68,7 +68,10 @@ func (f *fixture) runLoop(t *testing.T, x *index.Index, n int64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	ok := waitFor(30*time.Second, func() bool { return acked.Load() >= n })
+	// A bound, not a timing: a message the server handed to the previous
+	// loop's pull request as it stopped comes back after the consumer's
+	// AckWait (30 s).
+	ok := waitFor(2*time.Minute, func() bool { return acked.Load() >= n })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
