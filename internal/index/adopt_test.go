@@ -25,10 +25,18 @@ redis.call('HINCRBY', KEYS[2], ARGV[3], 1)`)
 
 func gigapiWrite(t *testing.T, c *redis.Client, db, table string, f event.File) {
 	t.Helper()
+	l, _ := index.NewLayout("")
+	gigapiWriteTo(t, c, l, db, table, f)
+}
+
+// gigapiWriteTo writes a file as gigapiWrite does, under layout l's names
+// (in the cluster layout: another writer writing its keys directly).
+func gigapiWriteTo(t *testing.T, c redis.Scripter, l index.Layout, db, table string, f event.File) {
+	t.Helper()
 	entry := fmt.Sprintf(`{"layer":%q,"database":%q,"table":%q,"path":%q,"size_bytes":%d,"row_count":%d,"chunk_time":0,"min_time":0,"max_time":0,`+
 		`"str_chunk_time":"%d","str_min_time":"%d","str_max_time":"%d","min":{},"max":{},"writer_id":"","cmd":"ADD"}`,
 		f.Layer, db, table, f.Path, f.SizeBytes, f.RowCount, f.ChunkTime, f.MinTime, f.MaxTime)
-	keys := []string{"files:" + db + ":" + table + ":" + f.Date(), "folders:" + db + ":" + table}
+	keys := []string{l.Files(db, table, f.Date()), l.Folders(l.Part(db, table, f.Date()))}
 	if err := gigapiAdd.Run(context.Background(), c, keys, f.Path, entry, f.Dir()).Err(); err != nil && err != redis.Nil {
 		t.Fatal(err)
 	}
