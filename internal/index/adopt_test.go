@@ -253,13 +253,28 @@ func TestRecountRepairsDrift(t *testing.T) {
 // withdraws it, and the rest is published again without that file; an
 // item listing a file deleted before is reported and left alone.
 func TestAdoptGigAPIItems(t *testing.T) {
-	ctx := context.Background()
 	ck := newClock()
 	x, c := queueIndex(t, index.QueueConfig{}, ck)
+	l, _ := index.NewLayout("")
+	adoptItems(t, x, c, l, ck)
+}
+
+// TestClusterAdoptItems: the same in the cluster layout, the item pushed
+// into its Part's :idle list by another writer.
+func TestClusterAdoptItems(t *testing.T) {
+	ck := newClock()
+	x, c, _ := clusterIndex(t, index.Config{Now: ck.Now})
+	l, _ := index.NewClusterLayout("")
+	adoptItems(t, x, c, l, ck)
+}
+
+func adoptItems(t *testing.T, x *index.Index, c redis.Cmdable, l index.Layout, ck *clock) {
+	t.Helper()
+	ctx := context.Background()
 	a, b, gone := file(14, "a"), file(14, "b"), file(14, "gone")
-	gigapiWrite(t, c, "db", "t", a)
-	gigapiWrite(t, c, "db", "t", b)
-	idle := "merge:db:t:1:date=2024-01-15/hour=14:default::idle"
+	gigapiWriteTo(t, c, l, "db", "t", a)
+	gigapiWriteTo(t, c, l, "db", "t", b)
+	idle := l.Idle(l.MergeQueue("db", "t", 1, a.Dir(), "default", ""))
 	item := fmt.Sprintf(`{"id":"gigapi-1","time_s":%d,"paths":[%q,%q],"size":%d}`, ck.S()-5, a.Path, b.Path, a.SizeBytes+b.SizeBytes)
 	stale := fmt.Sprintf(`{"id":"gigapi-2","time_s":%d,"paths":[%q],"size":1}`, ck.S()-5, gone.Path)
 	c.RPush(ctx, idle, item, stale)
