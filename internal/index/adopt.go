@@ -81,9 +81,15 @@ type AdoptReport struct {
 // indexed: a delete subtracts what the recount added, a create is a
 // duplicate.
 //
+// In the cluster layout Adopt finds the files: keys on every master and
+// adopts them Part by Part, as Recount recounts them.
+//
 // Adopt records each key it completes under Layout.Adoption, so a run
 // that was killed resumes where it stopped (Restart starts afresh); a run
 // that completes clears the record, and running it again changes nothing.
+// The record is written after the key's calls (in the cluster layout it
+// lies in another slot than the key's Part): a run killed in between
+// adopts that key again, which changes nothing.
 // Unreadable entries are reported, and with Repair rewritten.
 func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error) {
 	var rep AdoptReport
