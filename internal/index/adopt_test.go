@@ -170,10 +170,24 @@ func TestAdoptResumes(t *testing.T) {
 // worker applies creates and deletes to the same dates: the counters end
 // exact.
 func TestAdoptWhileApplying(t *testing.T) {
-	ctx := context.Background()
 	x, c := newIndex(t, index.Config{})
+	l, _ := index.NewLayout("")
+	adoptWhileApplying(t, x, c, l)
+}
+
+// TestClusterAdoptWhileApplying: the same in the cluster layout, where
+// the recount runs Part by Part.
+func TestClusterAdoptWhileApplying(t *testing.T) {
+	x, c, _ := clusterIndex(t, index.Config{})
+	l, _ := index.NewClusterLayout("")
+	adoptWhileApplying(t, x, c, l)
+}
+
+func adoptWhileApplying(t *testing.T, x *index.Index, c redis.Scripter, l index.Layout) {
+	t.Helper()
+	ctx := context.Background()
 	for i := range 200 {
-		gigapiWrite(t, c, "db", "t", file(i%30, fmt.Sprintf("g%d", i)))
+		gigapiWriteTo(t, c, l, "db", "t", file(i%30, fmt.Sprintf("g%d", i)))
 	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
