@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -82,15 +81,18 @@ type AdoptReport struct {
 // indexed: a delete subtracts what the recount added, a create is a
 // duplicate.
 //
+// In the cluster layout Adopt finds the files: keys on every master and
+// adopts them Part by Part, as Recount recounts them.
+//
 // Adopt records each key it completes under Layout.Adoption, so a run
 // that was killed resumes where it stopped (Restart starts afresh); a run
 // that completes clears the record, and running it again changes nothing.
+// The record is written after the key's calls (in the cluster layout it
+// lies in another slot than the key's Part): a run killed in between
+// adopts that key again, which changes nothing.
 // Unreadable entries are reported, and with Repair rewritten.
 func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error) {
 	var rep AdoptReport
-	if x.layout.Cluster() {
-		return rep, ErrGigAPILayout
-	}
 	if cfg.MaxListed == 0 {
 		cfg.MaxListed = 100
 	}
@@ -168,13 +170,13 @@ func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error)
 			if seen[date] {
 				continue
 			}
-			f, err := x.recountDate(ctx, t[0], t[1], date, !cfg.DryRun)
+			f, err := x.recountPart(ctx, t[0], t[1], date, !cfg.DryRun)
+			rep.Fixes = append(rep.Fixes, f...)
 			if err != nil {
 				return rep, err
 			}
-			rep.Fixes = append(rep.Fixes, f...)
 		}
-		f, err := x.recountTotals(ctx, t[0], t[1], !cfg.DryRun)
+		f, err := x.recountTable(ctx, t[0], t[1], !cfg.DryRun)
 		if err != nil {
 			return rep, err
 		}
@@ -193,36 +195,24 @@ func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error)
 	return rep, nil
 }
 
-// filesKeys lists every files: key by table (dates sorted); keys naming
-// no table's date go to rep.NotKeys.
+// filesKeys lists every files: key by table (dates sorted), scanning
+// every master of a cluster; keys naming no table's date go to
+// rep.NotKeys.
 func (x *Index) filesKeys(ctx context.Context, rep *AdoptReport) (map[[2]string][]string, error) {
 	tables := map[[2]string][]string{}
-	var cursor uint64
-	for {
-		page, next, err := x.c.Scan(ctx, cursor, x.layout.AllFilesPattern(), scanCount).Result()
-		if err != nil {
-			return nil, fmt.Errorf("index: adopt: %w", err)
-		}
-		for _, k := range page {
-			db, table, date, ok := x.layout.ParseFiles(k)
-			_, derr := time.Parse("date=2006-01-02", date)
-			if !ok || derr != nil || checkPath(date+"/hour=00/a.1.parquet") != nil {
-				rep.NotKeys = append(rep.NotKeys, k)
-				continue
-			}
-			t := [2]string{db, table}
-			tables[t] = append(tables[t], date)
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
+	keys, err := x.scan(ctx, x.layout.AllFilesPattern())
+	if err != nil {
+		return nil, fmt.Errorf("index: adopt: %w", err)
 	}
-	for t, dates := range tables {
-		slices.Sort(dates)
-		tables[t] = slices.Compact(dates)
+	for _, k := range keys {
+		db, table, date, ok := x.layout.ParseFiles(k)
+		if !ok || !validDate(date) || checkPath(date+"/hour=00/a.1.parquet") != nil {
+			rep.NotKeys = append(rep.NotKeys, k)
+			continue
+		}
+		t := [2]string{db, table}
+		tables[t] = append(tables[t], date) // sorted, no repeats: so are keys
 	}
-	slices.Sort(rep.NotKeys)
-	rep.NotKeys = slices.Compact(rep.NotKeys)
 	return tables, nil
 }
 
@@ -269,27 +259,25 @@ func (x *Index) adoptKey(ctx context.Context, db, table, date string, cfg AdoptC
 		}
 		rep.Repaired += int64(n)
 		left += int64(len(rewrites) - n) // changed meanwhile: checked again by the next run
-		if err := x.countTombstoned(ctx, db, table, live, rep); err != nil {
+		if err := x.countTombstoned(ctx, x.layout.Part(db, table, date), live, rep); err != nil {
 			return 0, err
 		}
 		if cfg.Progress != nil {
 			cfg.Progress(len(kv) / 2)
 		}
 	}
-	f, err := x.recountDate(ctx, db, table, date, !cfg.DryRun)
-	if err != nil {
-		return 0, err
-	}
+	f, err := x.recountPart(ctx, db, table, date, !cfg.DryRun)
 	rep.Fixes = append(rep.Fixes, f...)
-	return left, nil
+	return left, err
 }
 
-// countTombstoned counts the paths among live that also have a tombstone.
-func (x *Index) countTombstoned(ctx context.Context, db, table string, live []string, rep *AdoptReport) error {
+// countTombstoned counts the paths among live (of Part p) that also have
+// a tombstone.
+func (x *Index) countTombstoned(ctx context.Context, p Part, live []string, rep *AdoptReport) error {
 	if len(live) == 0 {
 		return nil
 	}
-	key := x.layout.Tombstones(x.layout.Part(db, table, ""))
+	key := x.layout.Tombstones(p)
 	scores, err := x.c.ZMScore(ctx, key, live...).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil
@@ -311,90 +299,89 @@ func (x *Index) countTombstoned(ctx context.Context, db, table string, live []st
 // a later delete of one of their files then withdraws the item, as for
 // items indexer published.
 func (x *Index) adoptItems(ctx context.Context, db, table string, cfg AdoptConfig, rep *AdoptReport) error {
-	k := x.layout.QueueKeys(x.layout.Part(db, table, ""))
 	problem := func(format string, args ...any) {
 		if len(rep.ItemProblems) < cfg.MaxListed {
 			rep.ItemProblems = append(rep.ItemProblems, fmt.Sprintf(format, args...))
 		}
 	}
 	for _, pattern := range x.layout.QueuePatterns(db, table) {
-		var cursor uint64
-		for {
-			page, next, err := x.c.Scan(ctx, cursor, pattern, scanCount).Result()
-			if err != nil {
-				return fmt.Errorf("index: adopt: %w", err)
+		keys, err := x.scan(ctx, pattern)
+		if err != nil {
+			return fmt.Errorf("index: adopt: %w", err)
+		}
+		for _, key := range keys {
+			q, ok := strings.CutSuffix(key, ":idle")
+			kind, n, dir, layer, writer, ok2 := x.layout.ParseQueue(q)
+			if !ok || !ok2 {
+				continue
 			}
-			for _, key := range page {
-				q, ok := strings.CutSuffix(key, ":idle")
-				kind, n, dir, layer, writer, ok2 := x.layout.ParseQueue(q)
-				if !ok || !ok2 {
+			items, err := x.c.LRange(ctx, key, 0, -1).Result()
+			if err != nil {
+				return fmt.Errorf("index: adopt %s: %w", key, err)
+			}
+			for _, raw := range items {
+				var it queueItem
+				if json.Unmarshal([]byte(raw), &it) != nil || it.ID == "" || it.TimeS == nil {
+					problem("%s: item %.60q is not GigAPI's item JSON with an id and time_s", key, raw)
 					continue
 				}
-				items, err := x.c.LRange(ctx, key, 0, -1).Result()
-				if err != nil {
-					return fmt.Errorf("index: adopt %s: %w", key, err)
+				paths := it.Paths
+				if kind == 'v' {
+					paths = []string{it.PathFrom}
 				}
-				for _, raw := range items {
-					var it queueItem
-					if json.Unmarshal([]byte(raw), &it) != nil || it.ID == "" || it.TimeS == nil {
-						problem("%s: item %.60q is not GigAPI's item JSON with an id and time_s", key, raw)
-						continue
-					}
-					paths := it.Paths
-					if kind == 'v' {
-						paths = []string{it.PathFrom}
-					}
-					if len(paths) == 0 || checkPath(paths[0]) != nil {
-						problem("%s: item %s lists no valid path", key, it.ID)
-						continue
-					}
-					if kind == 'v' {
-						dir = paths[0][:len("date=2006-01-02/hour=15")]
-					}
-					ai := lua.AdoptedItem{Idle: key, JSON: raw, ID: it.ID, Group: groupID(kind, n, dir, layer, writer),
-						TimeS: *it.TimeS, Paths: paths,
-						Files: x.layout.Files(db, table, dir[:len("date=2006-01-02")]), Published: x.layout.QueuePublished(db, table, dir[:len("date=2006-01-02")])}
-					bad := false
-					for _, p := range paths {
-						bad = bad || checkPath(p) != nil || !strings.HasPrefix(p, dir+"/")
-					}
-					if bad {
-						problem("%s: item %s lists a path outside its folder %s", key, it.ID, dir)
-						continue
-					}
-					if cfg.DryRun {
-						had, err := x.c.HExists(ctx, k.State, "J"+it.ID).Result()
-						if err != nil {
-							return fmt.Errorf("index: adopt: %w", err)
-						}
-						if !had {
-							rep.Items++
-						}
-						continue
-					}
-					verdict, err := lua.AdoptItem(ctx, x.c, k, ai)
+				if len(paths) == 0 || checkPath(paths[0]) != nil {
+					problem("%s: item %s lists no valid path", key, it.ID)
+					continue
+				}
+				if kind == 'v' {
+					dir = paths[0][:len("date=2006-01-02/hour=15")]
+				}
+				bad := false
+				for _, p := range paths {
+					bad = bad || checkPath(p) != nil || !strings.HasPrefix(p, dir+"/")
+				}
+				if bad {
+					problem("%s: item %s lists a path outside its folder %s", key, it.ID, dir)
+					continue
+				}
+				date := dir[:len("date=2006-01-02")]
+				k := x.layout.QueueKeys(x.layout.Part(db, table, date))
+				if x.layout.cluster && HashTag(key) != HashTag(k.State) {
+					problem("%s: item %s lists paths of another date's Part (%s)", key, it.ID, date)
+					continue
+				}
+				ai := lua.AdoptedItem{Idle: key, JSON: raw, ID: it.ID, Group: groupID(kind, n, dir, layer, writer),
+					TimeS: *it.TimeS, Paths: paths,
+					Files: x.layout.Files(db, table, date), Published: x.layout.QueuePublished(db, table, date)}
+				if cfg.DryRun {
+					had, err := x.c.HExists(ctx, k.State, "J"+it.ID).Result()
 					if err != nil {
-						return fmt.Errorf("index: %w", err)
+						return fmt.Errorf("index: adopt: %w", err)
 					}
-					switch verdict {
-					case "ok":
+					if !had {
 						rep.Items++
-						rep.ItemsAdopted++
-					case "had", "gone":
-					case "dead":
-						rep.Items++
-						problem("%s: item %s lists a file that is not indexed (deleted since; GigAPI's compactor would fail on it): left as it is", key, it.ID)
-					case "clash":
-						rep.Items++
-						problem("%s: item %s has the id of another item: left as it is", key, it.ID)
-					default:
-						rep.Items++
-						problem("%s: item %s lists a file another item lists: left as it is", key, it.ID)
 					}
+					continue
 				}
-			}
-			if cursor = next; cursor == 0 {
-				break
+				verdict, err := lua.AdoptItem(ctx, x.c, k, ai)
+				if err != nil {
+					return fmt.Errorf("index: %w", err)
+				}
+				switch verdict {
+				case "ok":
+					rep.Items++
+					rep.ItemsAdopted++
+				case "had", "gone":
+				case "dead":
+					rep.Items++
+					problem("%s: item %s lists a file that is not indexed (deleted since; GigAPI's compactor would fail on it): left as it is", key, it.ID)
+				case "clash":
+					rep.Items++
+					problem("%s: item %s has the id of another item: left as it is", key, it.ID)
+				default:
+					rep.Items++
+					problem("%s: item %s lists a file another item lists: left as it is", key, it.ID)
+				}
 			}
 		}
 	}

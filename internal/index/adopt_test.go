@@ -25,10 +25,18 @@ redis.call('HINCRBY', KEYS[2], ARGV[3], 1)`)
 
 func gigapiWrite(t *testing.T, c *redis.Client, db, table string, f event.File) {
 	t.Helper()
+	l, _ := index.NewLayout("")
+	gigapiWriteTo(t, c, l, db, table, f)
+}
+
+// gigapiWriteTo writes a file as gigapiWrite does, under layout l's names
+// (in the cluster layout: another writer writing its keys directly).
+func gigapiWriteTo(t *testing.T, c redis.Scripter, l index.Layout, db, table string, f event.File) {
+	t.Helper()
 	entry := fmt.Sprintf(`{"layer":%q,"database":%q,"table":%q,"path":%q,"size_bytes":%d,"row_count":%d,"chunk_time":0,"min_time":0,"max_time":0,`+
 		`"str_chunk_time":"%d","str_min_time":"%d","str_max_time":"%d","min":{},"max":{},"writer_id":"","cmd":"ADD"}`,
 		f.Layer, db, table, f.Path, f.SizeBytes, f.RowCount, f.ChunkTime, f.MinTime, f.MaxTime)
-	keys := []string{"files:" + db + ":" + table + ":" + f.Date(), "folders:" + db + ":" + table}
+	keys := []string{l.Files(db, table, f.Date()), l.Folders(l.Part(db, table, f.Date()))}
 	if err := gigapiAdd.Run(context.Background(), c, keys, f.Path, entry, f.Dir()).Err(); err != nil && err != redis.Nil {
 		t.Fatal(err)
 	}
@@ -162,10 +170,24 @@ func TestAdoptResumes(t *testing.T) {
 // worker applies creates and deletes to the same dates: the counters end
 // exact.
 func TestAdoptWhileApplying(t *testing.T) {
-	ctx := context.Background()
 	x, c := newIndex(t, index.Config{})
+	l, _ := index.NewLayout("")
+	adoptWhileApplying(t, x, c, l)
+}
+
+// TestClusterAdoptWhileApplying: the same in the cluster layout, where
+// the recount runs Part by Part.
+func TestClusterAdoptWhileApplying(t *testing.T) {
+	x, c, _ := clusterIndex(t, index.Config{})
+	l, _ := index.NewClusterLayout("")
+	adoptWhileApplying(t, x, c, l)
+}
+
+func adoptWhileApplying(t *testing.T, x *index.Index, c redis.Scripter, l index.Layout) {
+	t.Helper()
+	ctx := context.Background()
 	for i := range 200 {
-		gigapiWrite(t, c, "db", "t", file(i%30, fmt.Sprintf("g%d", i)))
+		gigapiWriteTo(t, c, l, "db", "t", file(i%30, fmt.Sprintf("g%d", i)))
 	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -245,13 +267,28 @@ func TestRecountRepairsDrift(t *testing.T) {
 // withdraws it, and the rest is published again without that file; an
 // item listing a file deleted before is reported and left alone.
 func TestAdoptGigAPIItems(t *testing.T) {
-	ctx := context.Background()
 	ck := newClock()
 	x, c := queueIndex(t, index.QueueConfig{}, ck)
+	l, _ := index.NewLayout("")
+	adoptItems(t, x, c, l, ck)
+}
+
+// TestClusterAdoptItems: the same in the cluster layout, the item pushed
+// into its Part's :idle list by another writer.
+func TestClusterAdoptItems(t *testing.T) {
+	ck := newClock()
+	x, c, _ := clusterIndex(t, index.Config{Now: ck.Now})
+	l, _ := index.NewClusterLayout("")
+	adoptItems(t, x, c, l, ck)
+}
+
+func adoptItems(t *testing.T, x *index.Index, c redis.Cmdable, l index.Layout, ck *clock) {
+	t.Helper()
+	ctx := context.Background()
 	a, b, gone := file(14, "a"), file(14, "b"), file(14, "gone")
-	gigapiWrite(t, c, "db", "t", a)
-	gigapiWrite(t, c, "db", "t", b)
-	idle := "merge:db:t:1:date=2024-01-15/hour=14:default::idle"
+	gigapiWriteTo(t, c, l, "db", "t", a)
+	gigapiWriteTo(t, c, l, "db", "t", b)
+	idle := l.Idle(l.MergeQueue("db", "t", 1, a.Dir(), "default", ""))
 	item := fmt.Sprintf(`{"id":"gigapi-1","time_s":%d,"paths":[%q,%q],"size":%d}`, ck.S()-5, a.Path, b.Path, a.SizeBytes+b.SizeBytes)
 	stale := fmt.Sprintf(`{"id":"gigapi-2","time_s":%d,"paths":[%q],"size":1}`, ck.S()-5, gone.Path)
 	c.RPush(ctx, idle, item, stale)

@@ -49,7 +49,7 @@ func (x *Index) Check(ctx context.Context, tables [][2]string) (CheckReport, err
 			return rep, err
 		}
 	}
-	if all && !x.layout.Cluster() {
+	if all {
 		if err := x.checkRegistered(ctx, tables, &rep); err != nil {
 			return rep, err
 		}

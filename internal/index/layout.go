@@ -173,16 +173,25 @@ func (l Layout) FilesDate(db, table, key string) (string, bool) {
 	return rest, ok && validDate(rest)
 }
 
-// AllFilesPattern matches every Files key of every table, for SCAN (the
-// gigapi layout).
+// AllFilesPattern matches every Files key of every table, for SCAN (on
+// every master of a cluster).
 func (l Layout) AllFilesPattern() string { return "files:*" }
 
-// ParseFiles splits a Files key of the gigapi layout into its table and
-// date; ok is false for a key that is not one (names cannot hold ':').
+// ParseFiles splits a Files key into its table and date; ok is false for
+// a key that is not one (names cannot hold ':', '{' or '}'). The date is
+// not checked.
 func (l Layout) ParseFiles(key string) (db, table, date string, ok bool) {
 	rest, ok := strings.CutPrefix(key, "files:")
 	if !ok {
 		return "", "", "", false
+	}
+	if l.cluster {
+		if rest, ok = strings.CutPrefix(rest, "{"); ok {
+			rest, ok = strings.CutSuffix(rest, "}")
+		}
+		if !ok || strings.ContainsAny(rest, "{}") {
+			return "", "", "", false
+		}
 	}
 	parts := strings.Split(rest, ":")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
@@ -305,17 +314,27 @@ func (l Layout) QueuePatterns(db, table string) []string {
 	return []string{"merge:" + t + "*", "move:" + t + "*", "drop:" + t + "*"}
 }
 
-// ParseQueue splits a MergeQueue or MoveQueue key of the gigapi layout (with or without its
+// ParseQueue splits a MergeQueue or MoveQueue key (with its
 // :idle/:processing suffix cut off by the caller) into its kind ('m' or
 // 'v'), merge iteration, folder (merge only), layer and writer.
 func (l Layout) ParseQueue(q string) (kind byte, n int, dir, layer, writer string, ok bool) {
-	parts := strings.Split(q, ":")
+	name, rest, _ := strings.Cut(q, ":")
+	if l.cluster { // "{<db>:<table>:<date>}:…"
+		_, rest, ok = strings.Cut(rest, "}:")
+		ok = ok && strings.HasPrefix(q, name+":{")
+	} else { // "<db>:<table>:…"
+		parts := strings.SplitN(rest, ":", 3)
+		ok = len(parts) == 3
+		rest = parts[len(parts)-1]
+	}
+	parts := strings.Split(rest, ":")
 	switch {
-	case len(parts) == 7 && parts[0] == "merge":
-		n, err := strconv.Atoi(parts[3])
-		return 'm', n, parts[4], parts[5], parts[6], err == nil && n >= 1
-	case len(parts) == 5 && parts[0] == "move":
-		return 'v', 0, "", parts[3], parts[4], true
+	case !ok:
+	case len(parts) == 4 && name == "merge":
+		n, err := strconv.Atoi(parts[0])
+		return 'm', n, parts[1], parts[2], parts[3], err == nil && n >= 1
+	case len(parts) == 2 && name == "move":
+		return 'v', 0, "", parts[0], parts[1], true
 	}
 	return 0, 0, "", "", "", false
 }

@@ -60,7 +60,7 @@ func qfile(h int, name string, n int, layer string, size int64) event.File {
 }
 
 // list returns the JSON items of a list, decoded with numbers kept.
-func list(t *testing.T, c *redis.Client, key string) []map[string]any {
+func list(t *testing.T, c redis.ListCmdable, key string) []map[string]any {
 	t.Helper()
 	raw, err := c.LRange(context.Background(), key, 0, -1).Result()
 	if err != nil {

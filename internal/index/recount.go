@@ -2,18 +2,12 @@ package index
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/streamindex/indexer/internal/lua"
 )
-
-// ErrGigAPILayout is returned by Recount and Adopt in the cluster layout:
-// they work on GigAPI's layout (the one GigAPI's library writes).
-var ErrGigAPILayout = errors.New("index: adopt and check --repair work on the gigapi layout only; in the cluster layout rebuild with 'indexer replay'")
 
 // Fix is a counter a recount changed, or would change: Stored is its
 // value before ("" when absent), Recounted its value from the entries
@@ -45,34 +39,66 @@ func (f Fix) String() string {
 // is deleted, whether or not GigAPI's reader can read the entry (Check
 // reports those).
 //
+// In the cluster layout the same holds Part by Part: each date's
+// counters and its Part's totals are set in two calls on the Part's slot,
+// and the date is added to the registry (Layout.Dates) before them, as
+// Apply does.
+//
 // Running it again changes nothing. GigAPI's own library writing to the
 // table (its compactor committing with its own Batch) breaks the counts
 // again; Recount repairs them afresh.
 func (x *Index) Recount(ctx context.Context, db, table string, write bool) ([]Fix, error) {
-	if x.layout.Cluster() {
-		return nil, ErrGigAPILayout
-	}
 	dates, err := x.tableDates(ctx, db, table)
 	if err != nil {
 		return nil, err
 	}
 	var fixes []Fix
 	for _, date := range dates {
-		f, err := x.recountDate(ctx, db, table, date, write)
+		f, err := x.recountPart(ctx, db, table, date, write)
+		fixes = append(fixes, f...)
 		if err != nil {
 			return fixes, err
 		}
-		fixes = append(fixes, f...)
 	}
-	f, err := x.recountTotals(ctx, db, table, write)
+	f, err := x.recountTable(ctx, db, table, write)
 	return append(fixes, f...), err
 }
 
-// recountDate runs lua.RecountDate for one date and lists its fixes.
+// recountPart recounts one date (recountDate) and, in the cluster layout,
+// its Part's totals.
+func (x *Index) recountPart(ctx context.Context, db, table, date string, write bool) ([]Fix, error) {
+	fixes, err := x.recountDate(ctx, db, table, date, write)
+	if err != nil || !x.layout.cluster {
+		return fixes, err
+	}
+	f, err := x.recountTotals(ctx, x.layout.Part(db, table, date), write)
+	return append(fixes, f...), err
+}
+
+// recountTable sets, in the gigapi layout, the table's totals to the sums
+// of its dates' fields, once recountPart recounted every date; in the
+// cluster layout recountPart did it Part by Part.
+func (x *Index) recountTable(ctx context.Context, db, table string, write bool) ([]Fix, error) {
+	if x.layout.cluster {
+		return nil, nil
+	}
+	return x.recountTotals(ctx, x.layout.Part(db, table, ""), write)
+}
+
+// recountDate runs lua.RecountDate for one date and lists its fixes. In
+// the cluster layout, with write, it first registers the date's Part.
 func (x *Index) recountDate(ctx context.Context, db, table, date string, write bool) ([]Fix, error) {
 	l := x.layout
 	p := l.Part(db, table, date)
 	k := lua.DateKeys{Files: l.Files(db, table, date), Folders: l.Folders(p), Stats: l.Stats(p), Registry: l.Tables()}
+	if l.cluster {
+		k.Registry = ""
+		if write {
+			if err := x.register(ctx, []Part{p}); err != nil {
+				return nil, err
+			}
+		}
+	}
 	r, err := lua.RecountDate(ctx, x.c, k, date, l.Member(db, table), write)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
@@ -90,8 +116,10 @@ func (x *Index) recountDate(ctx context.Context, db, table, date string, write b
 	return fixes, nil
 }
 
-func (x *Index) recountTotals(ctx context.Context, db, table string, write bool) ([]Fix, error) {
-	key := x.layout.Stats(x.layout.Part(db, table, ""))
+// recountTotals sets a Part's totals to the sums of its per-date fields
+// (lua.RecountTotals) and lists its fixes.
+func (x *Index) recountTotals(ctx context.Context, p Part, write bool) ([]Fix, error) {
+	key := x.layout.Stats(p)
 	tot, err := lua.RecountTotals(ctx, x.c, key, write)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
@@ -106,44 +134,51 @@ func (x *Index) recountTotals(ctx context.Context, db, table string, write bool)
 }
 
 // tableDates returns, sorted, every date a table's counters or entries
-// name: its files: keys, its folder counts and its per-date statistics
-// (a counter left for a date without entries must go too).
+// name: its files: keys (found by SCAN, on every master of a cluster), and
+// a counter left for a date without entries must go too: in the gigapi
+// layout its folder counts and per-date statistics, in the cluster layout
+// the registered dates (Parts).
 func (x *Index) tableDates(ctx context.Context, db, table string) ([]string, error) {
 	var dates []string
 	add := func(d string) {
-		if _, err := time.Parse("date=2006-01-02", d); err == nil {
+		if validDate(d) {
 			dates = append(dates, d)
 		}
 	}
-	prefix := x.layout.Files(db, table, "")
-	var cursor uint64
-	for {
-		page, next, err := x.c.Scan(ctx, cursor, x.layout.FilesPattern(db, table), scanCount).Result()
+	keys, err := x.scan(ctx, x.layout.FilesPattern(db, table))
+	if err != nil {
+		return nil, fmt.Errorf("index: recount: %w", err)
+	}
+	for _, k := range keys {
+		if d, ok := x.layout.FilesDate(db, table, k); ok {
+			add(d)
+		}
+	}
+	if x.layout.cluster {
+		parts, err := x.Parts(ctx, db, table)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			add(p.Date)
+		}
+	} else {
+		whole := x.layout.Part(db, table, "")
+		dirs, err := x.c.HKeys(ctx, x.layout.Folders(whole)).Result()
 		if err != nil {
 			return nil, fmt.Errorf("index: recount: %w", err)
 		}
-		for _, k := range page {
-			add(k[len(prefix):])
+		for _, d := range dirs {
+			add(d[:min(len(d), len("date=2006-01-02"))])
 		}
-		if cursor = next; cursor == 0 {
-			break
+		fields, err := x.c.HKeys(ctx, x.layout.Stats(whole)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("index: recount: %w", err)
 		}
-	}
-	whole := x.layout.Part(db, table, "")
-	dirs, err := x.c.HKeys(ctx, x.layout.Folders(whole)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("index: recount: %w", err)
-	}
-	for _, d := range dirs {
-		add(d[:min(len(d), len("date=2006-01-02"))])
-	}
-	fields, err := x.c.HKeys(ctx, x.layout.Stats(whole)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("index: recount: %w", err)
-	}
-	for _, f := range fields {
-		if _, d, ok := strings.Cut(f, ":"); ok {
-			add(d)
+		for _, f := range fields {
+			if _, d, ok := strings.Cut(f, ":"); ok {
+				add(d)
+			}
 		}
 	}
 	slices.Sort(dates)

@@ -34,7 +34,8 @@ func init() {
 }
 
 // DateKeys are the keys recount_date reads and writes for one date of a
-// table.
+// table. Registry "" leaves the registry alone (the cluster layout, whose
+// registry lies in another hash slot than the date's keys).
 type DateKeys struct {
 	Files, Folders, Stats, Registry string
 }
@@ -58,14 +59,18 @@ type DateRecount struct {
 // RecountDate recounts one date of a table (date "date=YYYY-MM-DD",
 // member its registry member) from its entries in one atomic call and,
 // with write, sets the date's statistics fields and folder counts to the
-// recount and registers the table. Safe while patch_index calls run:
+// recount and registers the table (unless k.Registry is ""). Safe while patch_index calls run:
 // they see the date before or after, and keep its counters by deltas.
 func RecountDate(ctx context.Context, c redis.Scripter, k DateKeys, date, member string, write bool) (DateRecount, error) {
 	w := "0"
 	if write {
 		w = "1"
 	}
-	v, err := recountDate.Run(ctx, c, []string{k.Files, k.Folders, k.Stats, k.Registry}, date, member, w).Slice()
+	keys := []string{k.Files, k.Folders, k.Stats, k.Registry}
+	if k.Registry == "" {
+		keys = keys[:3]
+	}
+	v, err := recountDate.Run(ctx, c, keys, date, member, w).Slice()
 	if err != nil {
 		return DateRecount{}, fmt.Errorf("recount_date %s: %w", k.Files, err)
 	}

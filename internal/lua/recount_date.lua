@@ -4,7 +4,9 @@
 -- and (when ARGV[3] is '1') set its counters to the recount. RecountDate
 -- in recount.go lays out KEYS and ARGV:
 --   KEYS[1] the files: hash of the date, KEYS[2] the table's folders: hash,
---   KEYS[3] its statistics hash, KEYS[4] the table registry (set);
+--   KEYS[3] its statistics hash, KEYS[4] the table registry (set; absent
+--   in the cluster layout, whose registry lies in another slot: the caller
+--   registers the date's Part before the call);
 --   ARGV[1] the date ("date=YYYY-MM-DD"), ARGV[2] the table's registry
 --   member, ARGV[3] '1' to write, '0' to only report.
 -- An entry counts when its field is a file path of this date, which is
@@ -29,7 +31,7 @@ end
 check_type(files, 'hash')
 check_type(folders, 'hash')
 check_type(stats, 'hash')
-check_type(registry, 'set')
+if registry then check_type(registry, 'set') end
 
 -- A file path of this date: date=…/hour=00-23/<name of 1-128 [A-Za-z0-9_-]>.<N: 1-6 digits, no leading 0>.parquet
 local prefix = date .. '/hour='
@@ -97,6 +99,6 @@ if write then
   elseif old[1] ~= new[1] or old[2] ~= new[2] or old[3] ~= new[3] then
     redis.call('HSET', stats, sf[1], new[1], sf[2], new[2], sf[3], new[3])
   end
-  redis.call('SADD', registry, member)
+  if registry then redis.call('SADD', registry, member) end
 end
 return out

@@ -243,8 +243,8 @@ func TestClusterSlotMigration(t *testing.T) {
 }
 
 // TestClusterCommands runs the operator and reader commands against a
-// cluster with --layout cluster: stats, query, get, check, status,
-// replay, gc and plan, and the refusals: the gigapi layout on a cluster
+// cluster with --layout cluster: stats, query, get, check, adopt, check
+// --repair, status, replay, gc and plan, and the refusals: the gigapi layout on a cluster
 // URL, a stream and dead letters in two slots.
 func TestClusterCommands(t *testing.T) {
 	c := newClusterEnv(t)
@@ -288,6 +288,14 @@ func TestClusterCommands(t *testing.T) {
 		t.Fatalf("get %s: %s", some, g.Stdout)
 	}
 	c.must("", "check")
+	// The index the workers wrote has exact counters: adopt and check
+	// --repair (Part by Part on the cluster) change nothing.
+	if r := c.must("", "adopt"); !strings.Contains(r.Stdout, "nothing changed: the index was adopted already") {
+		t.Fatalf("adopt of the workers' index:\n%s", r.Stdout)
+	}
+	if r := c.must("", "check", "--repair"); !strings.Contains(r.Stdout, "repaired 0 counters in 3 tables") {
+		t.Fatalf("check --repair of the workers' index:\n%s", r.Stdout)
+	}
 	if st := c.must("", "status"); !strings.Contains(st.Stdout, clusterStream) || !strings.Contains(st.Stdout, "cpu") {
 		t.Fatalf("status:\n%s", st.Stdout)
 	}
