@@ -250,6 +250,10 @@ type pathOps struct {
 // calls go through.
 func IsRange(err error) bool { return redis.HasErrorPrefix(err, "RANGE") }
 
+// PatchIndexHash is the SHA1 that EVALSHA names patch_index by (fault
+// tests aim at its calls with it).
+func PatchIndexHash() string { return patchIndex.Hash() }
+
 // PatchIndex runs patch_index for p and returns one outcome per op, in
 // the order of p.Ops. The call is atomic: on error nothing was written.
 func PatchIndex(ctx context.Context, c redis.Scripter, p *Patch) ([]Outcome, error) {

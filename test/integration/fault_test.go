@@ -44,6 +44,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
+	"github.com/streamindex/indexer/internal/lua"
 	"github.com/streamindex/indexer/internal/testserver"
 )
 
@@ -385,7 +386,12 @@ func TestFaultRedisLostGroup(t *testing.T) {
 func TestFaultLostReplies(t *testing.T) {
 	bothSources(t, func(t *testing.T, source string) {
 		f := newFaultEnv(t, source, fopts{redisProxy: true, natsProxy: true})
-		f.rproxy.Set(testserver.Faults{DropReply: 0.3, ReplyTo: testserver.RedisCommandIs("EVALSHA", "EVAL")})
+		// patch_index's calls, not the stream scripts' (lease renewals,
+		// claims): only a lost reply of patch_index makes the loop apply
+		// a batch again.
+		sha := []byte(lua.PatchIndexHash())
+		patchIndex := func(req []byte) bool { return bytes.Contains(req, sha) }
+		f.rproxy.Set(testserver.Faults{DropReply: 0.3, ReplyTo: patchIndex})
 		f.startWorker(nil)
 		f.startWorker(nil)
 		ev := eventsOf(20_000, 111, "events")
@@ -664,7 +670,11 @@ func poisonSet(big bool) []poisonMsg {
 // is replaced by another kind.
 func TestFaultPoison(t *testing.T) {
 	bothSources(t, func(t *testing.T, source string) {
-		f := newFaultEnv(t, source, fopts{})
+		// No worker dies here, so claims are not what this checks: a long
+		// claim-min-idle keeps a worker still reading the 64 MB payload on
+		// a loaded machine (before its lease renewal covers it) from
+		// losing it to the other one, which would count deliveries.
+		f := newFaultEnv(t, source, fopts{claimMinIdle: 30 * time.Second})
 		ctx := context.Background()
 		ws := []*worker{f.startWorker(nil), f.startWorker(nil)}
 		ev := eventsOf(5000, 115, "events")
@@ -809,9 +819,14 @@ func TestFaultMidDeadLetter(t *testing.T) {
 			}
 		} else {
 			sha := scriptSHA(t, "../../internal/lua/stream_dead_letter.lua")
-			f.rproxy.Set(testserver.Faults{DropReply: 0.75, ReplyTo: func(req []byte) bool { return strings.Contains(string(req), sha) }})
+			// The first reply surely lost (the worker may dead-letter all
+			// the poison in two or three calls, which p = 0.75 alone could
+			// all miss), then three in four.
+			deadLetter := func(req []byte) bool { return strings.Contains(string(req), sha) }
+			f.rproxy.Set(testserver.Faults{DropReply: 1, ReplyTo: deadLetter})
 			f.startWorker(nil)
 			waitFor(t, time.Minute, "a dead-letter reply lost", func() bool { return f.rproxy.Stats().DroppedReplies >= 1 })
+			f.rproxy.Set(testserver.Faults{DropReply: 0.75, ReplyTo: deadLetter})
 		}
 		f.startWorker(nil)
 		f.finish("mid-dead-letter-"+source, time.Minute)
