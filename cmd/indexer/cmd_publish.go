@@ -47,7 +47,7 @@ func (r redisPublisher) publish(ctx context.Context, events []event.Event) error
 func (r redisPublisher) raw(ctx context.Context, lines [][]byte, f event.Format) error {
 	msgs := make([]redispub.Message, len(lines))
 	for i := range lines {
-		msgs[i] = redispub.Message{Data: lines[i], CT: f.String()}
+		msgs[i] = redispub.Message{Data: lines[i], CT: redispub.CT(f)}
 	}
 	_, err := r.p.PublishRaw(ctx, msgs)
 	return err

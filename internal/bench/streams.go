@@ -63,7 +63,7 @@ func (s *redisStream) reset(ctx context.Context) error {
 func (s *redisStream) publish(ctx context.Context, events []payload) error {
 	out := make([]redispub.Message, len(events))
 	for i := range events {
-		out[i] = redispub.Message{Data: events[i].data, CT: event.JSON.String()}
+		out[i] = redispub.Message{Data: events[i].data, CT: redispub.CT(event.JSON)}
 	}
 	_, err := s.pub.PublishRaw(ctx, out)
 	return err

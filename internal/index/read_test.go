@@ -2,15 +2,21 @@ package index_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/streamindex/indexer/event"
 	"github.com/streamindex/indexer/internal/index"
+	"github.com/streamindex/indexer/internal/testserver"
 )
 
 // TestQueryAcrossMidnight: a range from 22:30 to 01:30 UTC selects exactly
@@ -112,6 +118,115 @@ func TestQueryManyPages(t *testing.T) {
 	if after := runtime.NumGoroutine(); after > before {
 		t.Errorf("%d goroutines after 20 queries stopped early, %d before: the page reader outlives the query", after, before)
 	}
+}
+
+// TestQueryReadsRawPages reads a table of several HSCAN pages, whose raw
+// replies the query parses itself, over RESP2 and RESP3, and through a
+// proxy that loses HSCAN replies (the page is read again), and checks
+// every entry against HGETALL's.
+func TestQueryReadsRawPages(t *testing.T) {
+	srv := testserver.Redis(t)
+	x := openIndex(t, srv.Client(t), index.Config{})
+	const n = 2500
+	var evs []event.Event
+	for i := range n {
+		evs = append(evs, created(file(i%24, fmt.Sprintf("f%04d", i))))
+	}
+	apply(t, x, evs...)
+	ctx := context.Background()
+	key := testLayout(t).Files("db", "t", "date=2024-01-15")
+	all, err := srv.Client(t).HGetAll(ctx, key).Result()
+	if err != nil || len(all) != n {
+		t.Fatalf("HGETALL: %d entries, %v", len(all), err)
+	}
+	want := map[string]index.Entry{}
+	for _, v := range all {
+		e, err := index.ParseEntry(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[e.Path] = e
+	}
+	proxy := testserver.NewProxy(t, srv.Addr())
+	for _, c := range []struct {
+		name string
+		opts redis.Options
+		drop bool
+	}{
+		{"RESP2", redis.Options{Addr: srv.Addr(), Protocol: 2}, false},
+		{"RESP3", redis.Options{Addr: srv.Addr(), Protocol: 3}, false},
+		{"lost replies", redis.Options{Addr: proxy.Addr(), MaxRetries: -1}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rc := redis.NewClient(&c.opts)
+			t.Cleanup(func() { rc.Close() })
+			q := openIndex(t, rc, index.Config{})
+			if c.drop {
+				// The replies of the first two HSCANs are lost: the first
+				// page is read on the third attempt.
+				isHSCAN, lost := testserver.RedisCommandIs("HSCAN"), 0
+				var mu sync.Mutex
+				proxy.Set(testserver.Faults{DropReply: 1, ReplyTo: func(req []byte) bool {
+					mu.Lock()
+					defer mu.Unlock()
+					if !isHSCAN(req) || lost == 2 {
+						return false
+					}
+					lost++
+					return true
+				}})
+				defer proxy.Set(testserver.Faults{})
+			}
+			got := 0
+			for e, err := range q.Query(ctx, index.Query{Database: "db", Table: "t"}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w, ok := want[e.Path]; !ok || !reflect.DeepEqual(e, w) {
+					t.Fatalf("entry %s: got %+v, want %+v", e.Path, e, w)
+				}
+				got++
+			}
+			if got != n {
+				t.Fatalf("query returned %d entries, want %d", got, n)
+			}
+			if c.drop && proxy.Stats().DroppedReplies != 2 {
+				t.Fatalf("the proxy lost %d HSCAN replies, want 2", proxy.Stats().DroppedReplies)
+			}
+		})
+	}
+}
+
+// TestQueryServerError: an error reply of HSCAN ends the query with it,
+// without retrying.
+func TestQueryServerError(t *testing.T) {
+	x, c := newIndex(t, index.Config{})
+	apply(t, x, created(file(3, "a")))
+	key := testLayout(t).Files("db", "t", "date=2024-01-15")
+	ctx := context.Background()
+	if err := c.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, key, "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var qerr error
+	for _, err := range x.Query(ctx, index.Query{Database: "db", Table: "t"}) {
+		if err != nil {
+			qerr = err
+		}
+	}
+	if !redis.HasErrorPrefix(errors.Unwrap(qerr), "WRONGTYPE") {
+		t.Fatalf("query error: %v, want the WRONGTYPE reply", qerr)
+	}
+}
+
+func testLayout(t *testing.T) index.Layout {
+	l, err := index.NewLayout(index.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 func queryPaths(t *testing.T, x *index.Index, q index.Query) []string {

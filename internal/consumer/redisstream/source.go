@@ -28,6 +28,7 @@
 package redisstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -134,6 +135,7 @@ type Source struct {
 	nextClaim   time.Time          // when the next claim pass is due
 	backlog     []consumer.Message // fetched beyond max; handed out first
 	readArgs    redis.XReadGroupArgs
+	replySize   int // the size of the largest XREADGROUP reply lately: the next reply's buffer (see read)
 }
 
 var (
@@ -320,9 +322,9 @@ func (s *Source) countReads(ctx context.Context) error {
 	return nil
 }
 
-// read runs one XREADGROUP > for up to max entries, blocking at most
+// read runs one XREADGROUP > for up to count entries, blocking at most
 // min(wait, MaxBlock, ctx's deadline); under 1ms it does not block.
-func (s *Source) read(ctx context.Context, max int, wait time.Duration) ([]consumer.Message, error) {
+func (s *Source) read(ctx context.Context, count int, wait time.Duration) ([]consumer.Message, error) {
 	block := min(wait, s.cfg.MaxBlock)
 	if d, ok := ctx.Deadline(); ok {
 		block = min(block, time.Until(d))
@@ -331,17 +333,24 @@ func (s *Source) read(ctx context.Context, max int, wait time.Duration) ([]consu
 		block = -1 // no BLOCK argument; go-redis's zero Block would wait forever
 	}
 	a := &s.readArgs
-	a.Count, a.Block = int64(max), block
+	a.Count, a.Block = int64(count), block
 	args := [...]any{"XREADGROUP", "GROUP", a.Group, a.Consumer, "COUNT", a.Count, "BLOCK", a.Block.Milliseconds(), "STREAMS", s.cfg.Stream, ">"}
 	cmdArgs := args[:]
 	if block < 0 {
 		cmdArgs = append(args[:6:6], args[8:]...) // no BLOCK
 	}
 	// The raw reply keeps every field of an entry in order (see message);
-	// payloads are not copied out of it.
-	cmd := redis.NewRawCmd(ctx, cmdArgs...)
+	// payloads are not copied out of it. It is read into a new buffer the
+	// size of the largest reply lately (the messages keep pointing into
+	// it), which spares growing one from nothing for every batch: that
+	// doubled the bytes allocated and copied. go-redis does not retry
+	// this command: a failed read starts the recovery below instead.
+	buf := bytes.NewBuffer(make([]byte, 0, s.replySize))
+	cmd := redis.NewRawWriteToCmd(ctx, buf, cmdArgs...)
 	_ = s.c.Process(ctx, cmd)
-	raw, err := cmd.Result()
+	_, err := cmd.Result()
+	raw := buf.Bytes()
+	s.replySize = max(len(raw)+len(raw)/8, s.replySize-s.replySize/16)
 	var entries []entry
 	if err == nil {
 		entries, err = parseReadGroup(raw)
