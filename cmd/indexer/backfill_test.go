@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/streamindex/indexer/internal/backfill/backfilltest"
 )
 
 type tsRow struct {
@@ -19,25 +21,12 @@ type tsRow struct {
 // root/rel, in row groups of 4.
 func writeParquet(t *testing.T, root, rel string, n int) {
 	t.Helper()
-	name := filepath.Join(root, rel)
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := parquet.NewGenericWriter[tsRow](f, parquet.MaxRowsPerRowGroup(4))
 	h14 := time.Date(2024, 1, 15, 14, 0, 0, 0, time.UTC)
-	for i := range n {
-		if _, err := w.Write([]tsRow{{TS: h14.Add(time.Duration(i) * time.Second).UnixNano(), Value: float64(i)}}); err != nil {
-			t.Fatal(err)
-		}
+	rows := make([]tsRow, n)
+	for i := range rows {
+		rows[i] = tsRow{TS: h14.Add(time.Duration(i) * time.Second).UnixNano(), Value: float64(i)}
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	backfilltest.WriteParquet(t, root, rel, rows, parquet.MaxRowsPerRowGroup(4))
 }
 
 // TestBackfillAndReconcile: backfill indexes the tree's files (a dry run

@@ -12,6 +12,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/streamindex/indexer/internal/backfill"
+	"github.com/streamindex/indexer/internal/backfill/backfilltest"
 )
 
 // h14 is 2024-01-15T14:00:00Z.
@@ -25,32 +26,6 @@ type nsRow struct {
 type msRow struct {
 	TS    time.Time `parquet:"__timestamp,timestamp(millisecond)"`
 	Value float64   `parquet:"value"`
-}
-
-// writeFile writes rows to root/rel with the given writer options.
-func writeFile[T any](t *testing.T, root, rel string, rows []T, opts ...parquet.WriterOption) string {
-	t.Helper()
-	name := filepath.Join(root, rel)
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := parquet.NewGenericWriter[T](f, opts...)
-	for i := 0; i < len(rows); i += 7 {
-		if _, err := w.Write(rows[i:min(i+7, len(rows))]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return name
 }
 
 func writeRaw(t *testing.T, root, rel string, data []byte) {
@@ -96,8 +71,8 @@ func scan(t *testing.T, cfg backfill.Config) map[string]backfill.File {
 func TestScan(t *testing.T) {
 	root := t.TempDir()
 	dir := "db/cpu/date=2024-01-15/hour=14/"
-	stats := writeFile(t, root, dir+"stats.1.parquet", nsRows(50, 0), parquet.MaxRowsPerRowGroup(10))
-	writeFile(t, root, dir+"nostats.1.parquet", nsRows(30, time.Minute), parquet.MaxRowsPerRowGroup(8),
+	stats := backfilltest.WriteParquet(t, root, dir+"stats.1.parquet", nsRows(50, 0), parquet.MaxRowsPerRowGroup(10))
+	backfilltest.WriteParquet(t, root, dir+"nostats.1.parquet", nsRows(30, time.Minute), parquet.MaxRowsPerRowGroup(8),
 		parquet.SkipPageBounds("__timestamp"), parquet.SkipPageStatistics("__timestamp"))
 	noStatsFile, _ := os.Open(filepath.Join(root, dir+"nostats.1.parquet"))
 	st, _ := noStatsFile.Stat()
@@ -110,8 +85,8 @@ func TestScan(t *testing.T) {
 	}
 	noStatsFile.Close()
 	ms := []msRow{{h14.Add(2 * time.Second), 1}, {h14.Add(1500 * time.Millisecond), 2}, {h14.Add(59 * time.Minute), 3}}
-	writeFile(t, root, dir+"millis.2.parquet", ms, parquet.MaxRowsPerRowGroup(2))
-	writeFile(t, root, dir+"norows.1.parquet", []nsRow{})
+	backfilltest.WriteParquet(t, root, dir+"millis.2.parquet", ms, parquet.MaxRowsPerRowGroup(2))
+	backfilltest.WriteParquet(t, root, dir+"norows.1.parquet", []nsRow{})
 	good, err := os.ReadFile(stats)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +103,7 @@ func TestScan(t *testing.T) {
 	writeRaw(t, root, dir+"empty.1.parquet", nil)
 	writeRaw(t, root, "db/cpu/tmp/x.1.parquet", good)
 	writeRaw(t, root, dir+"notes.txt", []byte("ignored"))
-	writeFile(t, root, "db/mem/date=2024-01-16/hour=00/m.1.parquet", nsRows(3, 0))
+	backfilltest.WriteParquet(t, root, "db/mem/date=2024-01-16/hour=00/m.1.parquet", nsRows(3, 0))
 
 	got := scan(t, backfill.Config{Root: root, Workers: 3})
 	if len(got) != 10 {

@@ -142,6 +142,7 @@ func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error)
 		}
 		rep.Tables = append(rep.Tables, t)
 		seen := map[string]bool{}
+		var all deltas // a dry run's recounts, for the totals (see recountTotals)
 		for _, date := range tables[t] {
 			seen[date] = true
 			key := x.layout.Files(t[0], t[1], date)
@@ -149,10 +150,11 @@ func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error)
 				rep.Resumed++
 				continue
 			}
-			left, err := x.adoptKey(ctx, t[0], t[1], date, cfg, &rep)
+			left, d, err := x.adoptKey(ctx, t[0], t[1], date, cfg, &rep)
 			if err != nil {
 				return rep, err
 			}
+			all.add(d)
 			rep.Keys++
 			if !cfg.DryRun {
 				v := strconv.FormatInt(x.now().Unix(), 10) + " " + strconv.FormatInt(left, 10)
@@ -170,13 +172,14 @@ func (x *Index) Adopt(ctx context.Context, cfg AdoptConfig) (AdoptReport, error)
 			if seen[date] {
 				continue
 			}
-			f, err := x.recountPart(ctx, t[0], t[1], date, !cfg.DryRun)
+			f, d, err := x.recountPart(ctx, t[0], t[1], date, !cfg.DryRun)
 			rep.Fixes = append(rep.Fixes, f...)
 			if err != nil {
 				return rep, err
 			}
+			all.add(d)
 		}
-		f, err := x.recountTable(ctx, t[0], t[1], !cfg.DryRun)
+		f, err := x.recountTable(ctx, t[0], t[1], !cfg.DryRun, all)
 		if err != nil {
 			return rep, err
 		}
@@ -218,13 +221,13 @@ func (x *Index) filesKeys(ctx context.Context, rep *AdoptReport) (map[[2]string]
 
 // adoptKey checks one files: key's entries, repairs them with
 // cfg.Repair, and recounts its date. It returns how many unreadable
-// entries are left.
-func (x *Index) adoptKey(ctx context.Context, db, table, date string, cfg AdoptConfig, rep *AdoptReport) (int64, error) {
+// entries are left, and the recount's deltas (see recountTotals).
+func (x *Index) adoptKey(ctx context.Context, db, table, date string, cfg AdoptConfig, rep *AdoptReport) (int64, deltas, error) {
 	key := x.layout.Files(db, table, date)
 	var left int64
 	for kv, err := range x.hscanPages(ctx, key) {
 		if err != nil {
-			return 0, fmt.Errorf("index: adopt %s: %w", key, err)
+			return 0, deltas{}, fmt.Errorf("index: adopt %s: %w", key, err)
 		}
 		var rewrites []lua.Rewrite
 		var live []string
@@ -255,20 +258,20 @@ func (x *Index) adoptKey(ctx context.Context, db, table, date string, cfg AdoptC
 		}
 		n, err := lua.RewriteEntries(ctx, x.c, key, rewrites)
 		if err != nil {
-			return 0, fmt.Errorf("index: adopt: %w", err)
+			return 0, deltas{}, fmt.Errorf("index: adopt: %w", err)
 		}
 		rep.Repaired += int64(n)
 		left += int64(len(rewrites) - n) // changed meanwhile: checked again by the next run
 		if err := x.countTombstoned(ctx, x.layout.Part(db, table, date), live, rep); err != nil {
-			return 0, err
+			return 0, deltas{}, err
 		}
 		if cfg.Progress != nil {
 			cfg.Progress(len(kv) / 2)
 		}
 	}
-	f, err := x.recountPart(ctx, db, table, date, !cfg.DryRun)
+	f, d, err := x.recountPart(ctx, db, table, date, !cfg.DryRun)
 	rep.Fixes = append(rep.Fixes, f...)
-	return left, err
+	return left, d, err
 }
 
 // countTombstoned counts the paths among live (of Part p) that also have

@@ -3,6 +3,7 @@ package index_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -241,6 +242,10 @@ func TestRecountRepairsDrift(t *testing.T) {
 	if len(drifts(t, x)) == 0 {
 		t.Fatal("no drift to repair")
 	}
+	dry, err := x.Recount(ctx, "db", "t", false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fixes, err := x.Recount(ctx, "db", "t", true)
 	if err != nil {
 		t.Fatal(err)
@@ -248,6 +253,7 @@ func TestRecountRepairsDrift(t *testing.T) {
 	if len(fixes) == 0 {
 		t.Fatal("no fix reported")
 	}
+	sameFixes(t, dry, fixes)
 	if ds := drifts(t, x); len(ds) != 0 {
 		t.Fatalf("drift after recount: %v (fixes %v)", ds, fixes)
 	}
@@ -259,6 +265,22 @@ func TestRecountRepairsDrift(t *testing.T) {
 	}
 	if ds := drifts(t, x); len(ds) != 0 {
 		t.Fatalf("drift after deleting the merged file: %v", ds)
+	}
+}
+
+// sameFixes fails unless a dry run listed exactly the fixes the real run
+// made, the totals' included.
+func sameFixes(t *testing.T, dry, fixes []index.Fix) {
+	t.Helper()
+	for _, f := range dry {
+		if !slices.Contains(fixes, f) {
+			t.Errorf("the dry run said %s, the real run did not make that fix: %v", f, fixes)
+		}
+	}
+	for _, f := range fixes {
+		if !slices.Contains(dry, f) {
+			t.Errorf("the real run made fix %s, the dry run did not say it: %v", f, dry)
+		}
 	}
 }
 

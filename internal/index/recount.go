@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/streamindex/indexer/internal/lua"
@@ -53,41 +54,55 @@ func (x *Index) Recount(ctx context.Context, db, table string, write bool) ([]Fi
 		return nil, err
 	}
 	var fixes []Fix
+	var all deltas
 	for _, date := range dates {
-		f, err := x.recountPart(ctx, db, table, date, write)
+		f, d, err := x.recountPart(ctx, db, table, date, write)
 		fixes = append(fixes, f...)
 		if err != nil {
 			return fixes, err
 		}
+		all.add(d)
 	}
-	f, err := x.recountTable(ctx, db, table, write)
+	f, err := x.recountTable(ctx, db, table, write, all)
 	return append(fixes, f...), err
+}
+
+// deltas are, for files, bytes and rows, how much the recounted per-date
+// fields differ from the stored ones: a dry run (write false) leaves the
+// stored fields, so the totals it reports are their sums plus deltas.
+type deltas [3]int64
+
+func (d *deltas) add(o deltas) {
+	for i := range d {
+		d[i] += o[i]
+	}
 }
 
 // recountPart recounts one date (recountDate) and, in the cluster layout,
 // its Part's totals.
-func (x *Index) recountPart(ctx context.Context, db, table, date string, write bool) ([]Fix, error) {
-	fixes, err := x.recountDate(ctx, db, table, date, write)
+func (x *Index) recountPart(ctx context.Context, db, table, date string, write bool) ([]Fix, deltas, error) {
+	fixes, d, err := x.recountDate(ctx, db, table, date, write)
 	if err != nil || !x.layout.cluster {
-		return fixes, err
+		return fixes, d, err
 	}
-	f, err := x.recountTotals(ctx, x.layout.Part(db, table, date), write)
-	return append(fixes, f...), err
+	f, err := x.recountTotals(ctx, x.layout.Part(db, table, date), write, d)
+	return append(fixes, f...), d, err
 }
 
 // recountTable sets, in the gigapi layout, the table's totals to the sums
 // of its dates' fields, once recountPart recounted every date; in the
 // cluster layout recountPart did it Part by Part.
-func (x *Index) recountTable(ctx context.Context, db, table string, write bool) ([]Fix, error) {
+func (x *Index) recountTable(ctx context.Context, db, table string, write bool, d deltas) ([]Fix, error) {
 	if x.layout.cluster {
 		return nil, nil
 	}
-	return x.recountTotals(ctx, x.layout.Part(db, table, ""), write)
+	return x.recountTotals(ctx, x.layout.Part(db, table, ""), write, d)
 }
 
-// recountDate runs lua.RecountDate for one date and lists its fixes. In
-// the cluster layout, with write, it first registers the date's Part.
-func (x *Index) recountDate(ctx context.Context, db, table, date string, write bool) ([]Fix, error) {
+// recountDate runs lua.RecountDate for one date and lists its fixes, and
+// how much its recounted statistics differ from the stored ones. In the
+// cluster layout, with write, it first registers the date's Part.
+func (x *Index) recountDate(ctx context.Context, db, table, date string, write bool) ([]Fix, deltas, error) {
 	l := x.layout
 	p := l.Part(db, table, date)
 	k := lua.DateKeys{Files: l.Files(db, table, date), Folders: l.Folders(p), Stats: l.Stats(p), Registry: l.Tables()}
@@ -95,37 +110,51 @@ func (x *Index) recountDate(ctx context.Context, db, table, date string, write b
 		k.Registry = ""
 		if write {
 			if err := x.register(ctx, []Part{p}); err != nil {
-				return nil, err
+				return nil, deltas{}, err
 			}
 		}
 	}
 	r, err := lua.RecountDate(ctx, x.c, k, date, l.Member(db, table), write)
 	if err != nil {
-		return nil, fmt.Errorf("index: %w", err)
+		return nil, deltas{}, fmt.Errorf("index: %w", err)
 	}
 	var fixes []Fix
+	var d deltas
 	gone := r.Stats[0].Recounted == "0" // a date without files has no fields
-	for _, c := range r.Stats {
+	for i, c := range r.Stats {
 		if gone && c.Stored != "" || !gone && c.Stored != c.Recounted {
 			fixes = append(fixes, Fix{Key: k.Stats, Field: c.Field, Stored: c.Stored, Recounted: c.Recounted})
 		}
+		d[i] = counterValue(c.Recounted) - counterValue(c.Stored)
 	}
 	for _, c := range r.Folders {
 		fixes = append(fixes, Fix{Key: k.Folders, Field: c.Field, Stored: c.Stored, Recounted: c.Recounted})
 	}
-	return fixes, nil
+	return fixes, d, nil
+}
+
+// counterValue is a counter's value; a missing or unreadable field
+// counts 0, as the scripts' sums count it.
+func counterValue(s string) int64 {
+	v, _ := strconv.ParseInt(s, 10, 64)
+	return v
 }
 
 // recountTotals sets a Part's totals to the sums of its per-date fields
-// (lua.RecountTotals) and lists its fixes.
-func (x *Index) recountTotals(ctx context.Context, p Part, write bool) ([]Fix, error) {
+// (lua.RecountTotals) and lists its fixes. Without write the per-date
+// fields were left as stored, d off what the recount found: the totals
+// listed are their sums plus d.
+func (x *Index) recountTotals(ctx context.Context, p Part, write bool, d deltas) ([]Fix, error) {
 	key := x.layout.Stats(p)
 	tot, err := lua.RecountTotals(ctx, x.c, key, write)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	var fixes []Fix
-	for _, c := range tot {
+	for i, c := range tot {
+		if !write && d[i] != 0 {
+			c.Recounted = strconv.FormatInt(counterValue(c.Recounted)+d[i], 10)
+		}
 		if c.Stored != c.Recounted {
 			fixes = append(fixes, Fix{Key: key, Field: c.Field, Stored: c.Stored, Recounted: c.Recounted})
 		}
