@@ -2,6 +2,7 @@ package testserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -208,7 +209,9 @@ func (c *NATSCluster) Restart(i int) {
 
 // WaitJetStream waits (at most a minute) until a client of the cluster
 // gets an answer from the JetStream API, that is until a meta leader is
-// elected.
+// elected, and the meta leader has current statistics of every running
+// server: until then it may refuse to place a stream on all of them
+// ("no suitable peers for placement").
 func (c *NATSCluster) WaitJetStream(ctx context.Context) {
 	c.t.Helper()
 	nc, err := nats.Connect(c.URL())
@@ -226,11 +229,37 @@ func (c *NATSCluster) WaitJetStream(ctx context.Context) {
 		_, err := js.AccountInfo(actx)
 		cancel()
 		if err == nil {
-			return
+			if err = c.peersCurrent(); err == nil {
+				return
+			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			c.t.Fatalf("the cluster's JetStream did not answer within a minute: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// peersCurrent fails unless the meta leader counts every running server
+// as a peer it can place streams on.
+func (c *NATSCluster) peersCurrent() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	running, leader := 0, (*server.Server)(nil)
+	for _, s := range c.servers {
+		if s == nil {
+			continue
+		}
+		running++
+		if s.JetStreamIsLeader() {
+			leader = s
+		}
+	}
+	if leader == nil {
+		return errors.New("no meta leader among the running servers")
+	}
+	if peers := leader.JetStreamClusterPeers(); len(peers) < running {
+		return fmt.Errorf("the meta leader has current statistics of %d of %d servers (%v)", len(peers), running, peers)
+	}
+	return nil
 }
