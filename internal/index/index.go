@@ -36,7 +36,6 @@ type Client interface {
 	redis.ListCmdable
 	redis.GenericCmdable
 	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
-	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
 var (

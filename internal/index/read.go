@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,12 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamindex/indexer/event"
-	"github.com/streamindex/indexer/internal/resp"
 )
 
 // ErrNotFound is returned by Get for a path that is not indexed.
@@ -72,10 +69,6 @@ const scanCount = 1000
 // in memory: the caller's, one ready, one being read. A failed HSCAN is
 // yielded as the last page's error. Stopping early cancels the read in
 // flight; the reading goroutine has ended when the iteration returns.
-//
-// (Sending a page's HSCAN on a second connection as soon as the previous
-// page's cursor arrived was slower: Redis then builds the next page
-// before it finished sending the previous one.)
 func (x *Index) hscanPages(ctx context.Context, key string) iter.Seq2[[]string, error] {
 	return func(yield func([]string, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
@@ -87,9 +80,8 @@ func (x *Index) hscanPages(ctx context.Context, key string) iter.Seq2[[]string, 
 		go func() {
 			defer close(pages)
 			var cursor uint64
-			var hint int
 			for {
-				kv, next, err := x.hscan(ctx, key, cursor, &hint)
+				kv, next, err := x.c.HScan(ctx, key, cursor, "", scanCount).Result()
 				select {
 				case pages <- page{kv, err}:
 				case <-ctx.Done():
@@ -111,62 +103,6 @@ func (x *Index) hscanPages(ctx context.Context, key string) iter.Seq2[[]string, 
 			}
 		}
 	}
-}
-
-// hscanRetries is how many times hscan sends a page's HSCAN again after a
-// connection error (go-redis retries other commands itself).
-const hscanRetries = 3
-
-// hscan reads the HSCAN page of key at cursor. It reads the raw reply
-// into one buffer of about *hint bytes (the largest page lately, which it
-// updates) and returns the fields and values as strings pointing into
-// it: no allocation per string, and none of the buffer growth go-redis's
-// reader does page after page (together they cost a query more CPU than
-// the parsing of its entries). The buffer is never written again once
-// read, so the strings stay valid as long as they are used.
-func (x *Index) hscan(ctx context.Context, key string, cursor uint64, hint *int) (kv []string, next uint64, err error) {
-	for attempt := 0; ; attempt++ {
-		buf := bytes.NewBuffer(make([]byte, 0, *hint))
-		cmd := redis.NewRawWriteToCmd(ctx, buf, "HSCAN", key, cursor, "COUNT", scanCount)
-		_ = x.c.Process(ctx, cmd)
-		if _, err = cmd.Result(); err == nil {
-			*hint = max(*hint, buf.Len()+buf.Len()/8)
-			next, kv, err = parseHScan(buf.Bytes())
-			return kv, next, err
-		}
-		var rerr redis.Error
-		if attempt == hscanRetries || ctx.Err() != nil || errors.As(err, &rerr) {
-			return nil, 0, err
-		}
-	}
-}
-
-// parseHScan parses the raw reply of HSCAN: [cursor, [field, value, …]].
-func parseHScan(raw []byte) (next uint64, kv []string, err error) {
-	r := resp.NewReader(raw)
-	if n, err := r.Aggregate(); err != nil || n != 2 {
-		return 0, nil, fmt.Errorf("HSCAN reply of %d elements (%w)", n, err)
-	}
-	c, _, err := r.Bulk()
-	if err != nil {
-		return 0, nil, err
-	}
-	if next, err = strconv.ParseUint(string(c), 10, 64); err != nil {
-		return 0, nil, fmt.Errorf("HSCAN cursor %q: %w", c, resp.ErrMalformed)
-	}
-	n, err := r.Aggregate()
-	if err != nil {
-		return 0, nil, err
-	}
-	kv = make([]string, 0, max(n, 0))
-	for range n {
-		b, ok, err := r.Bulk()
-		if err != nil || !ok {
-			return 0, nil, fmt.Errorf("HSCAN field or value: %w (%v)", resp.ErrMalformed, err)
-		}
-		kv = append(kv, unsafe.String(unsafe.SliceData(b), len(b)))
-	}
-	return next, kv, nil
 }
 
 // Query returns the selected entries: dates in ascending order, entries in

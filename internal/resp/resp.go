@@ -1,8 +1,10 @@
 // Package resp reads raw RESP2 and RESP3 replies, as go-redis's
 // RawWriteToCmd hands them over, without copying the strings out of the
-// reply: for the few replies so large that go-redis's generic parsing
-// (one allocation per string) costs more than the command (a worker's
-// XREADGROUP, a query's HSCAN pages).
+// reply: for replies so large and frequent that go-redis's generic
+// parsing (one allocation per string) costs the worker more than the
+// command (its XREADGROUP of a batch). Raw commands bypass go-redis's
+// handling of error replies: a MOVED, ASK, LOADING or READONLY reply
+// reaches the caller as an Error, not as a redirect or a retry.
 package resp
 
 import (
