@@ -430,22 +430,39 @@ func (rc *RedisCluster) Failover(ctx context.Context, i int) (int, error) {
 	if master < 0 || replica < 0 {
 		return -1, fmt.Errorf("testserver: shard %d has no master and replica to fail over", i)
 	}
-	if err := rc.do(ctx, rc.Nodes[replica], "CLUSTER", "FAILOVER").Err(); err != nil {
-		return -1, fmt.Errorf("testserver: CLUSTER FAILOVER on %s: %w", rc.Nodes[replica].Addr(), err)
+	// Redis gives a manual failover 5 s (CLUSTER_MF_TIMEOUT) and then
+	// drops it without a word: on a loaded machine the replica may not
+	// catch up in time. Ask again, each time waiting longer than that.
+	promoted := false
+	for attempt := 1; attempt <= failoverAttempts && !promoted; attempt++ {
+		if err := rc.do(ctx, rc.Nodes[replica], "CLUSTER", "FAILOVER").Err(); err != nil {
+			return -1, fmt.Errorf("testserver: CLUSTER FAILOVER on %s: %w", rc.Nodes[replica].Addr(), err)
+		}
+		deadline := time.Now().Add(failoverWait)
+		for !promoted && time.Now().Before(deadline) {
+			role, err := rc.do(ctx, rc.Nodes[replica], "ROLE").Slice()
+			if promoted = err == nil && len(role) > 0 && role[0] == "master"; promoted {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return -1, fmt.Errorf("testserver: %s not promoted: %w", rc.Nodes[replica].Addr(), ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
-	for {
-		role, err := rc.do(ctx, rc.Nodes[replica], "ROLE").Slice()
-		if err == nil && len(role) > 0 && role[0] == "master" {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return -1, fmt.Errorf("testserver: %s not promoted: %w", rc.Nodes[replica].Addr(), ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	if !promoted {
+		return -1, fmt.Errorf("testserver: %s not promoted after %d CLUSTER FAILOVERs of %v each", rc.Nodes[replica].Addr(), failoverAttempts, failoverWait)
 	}
 	return replica, rc.WaitOK(ctx)
 }
+
+// failoverAttempts and failoverWait bound Failover: each CLUSTER FAILOVER
+// gets failoverWait (more than Redis's own 5 s) to promote the replica.
+const (
+	failoverAttempts = 10
+	failoverWait     = 8 * time.Second
+)
 
 // KeySlots returns the slots of the keys master i holds now, sorted.
 func (rc *RedisCluster) KeySlots(ctx context.Context, i int) ([]int, error) {
