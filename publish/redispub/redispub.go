@@ -44,7 +44,7 @@ const (
 // field) for JSON, the contract's default, and the format's name
 // otherwise. Leaving the field out for JSON changes nothing for the
 // workers and spares Redis a field on every XADD and in every
-// XREADGROUP reply (about 0.3 µs of Redis CPU per event, BENCHMARKS.md).
+// XREADGROUP reply (about 0.25 µs of Redis CPU per event, BENCHMARKS.md).
 func CT(f event.Format) string {
 	if f == event.JSON {
 		return ""
