@@ -438,8 +438,7 @@ func (rc *RedisCluster) Failover(ctx context.Context, i int) (int, error) {
 		if err := rc.do(ctx, rc.Nodes[replica], "CLUSTER", "FAILOVER").Err(); err != nil {
 			return -1, fmt.Errorf("testserver: CLUSTER FAILOVER on %s: %w", rc.Nodes[replica].Addr(), err)
 		}
-		deadline := time.Now().Add(failoverWait)
-		for !promoted && time.Now().Before(deadline) {
+		for deadline := time.Now().Add(failoverWait); time.Now().Before(deadline); {
 			role, err := rc.do(ctx, rc.Nodes[replica], "ROLE").Slice()
 			if promoted = err == nil && len(role) > 0 && role[0] == "master"; promoted {
 				break
