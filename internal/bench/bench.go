@@ -311,6 +311,8 @@ var methodNotes = []string{
 	"events/s: from the first publish to the last acknowledgement, as the stream's server counts acks (XINFO GROUPS, or the consumer's info), read every 10 ms without touching the workers; every run starts from an empty index and stream",
 	"nats e2e / nats transport ceiling uses the ceiling with nats-server in its own process, as the NATS end-to-end runs have it",
 	"nats async: published without Nats-Msg-Id (no de-duplication) to a stream with asynchronous persistence, the opt-in settings that can lose acknowledged publishes when nats-server crashes; the targets use the default settings",
+	"redis heap on huge pages: a second redis-server started with MALLOC_CONF=thp:always,metadata_thp:always, so that its jemalloc backs the heap with transparent huge pages (the opt-in Redis setting, see the README); the targets use Redis's defaults",
+	"Redis page faults: minor faults of redis-server over a run (/proc/<pid>/stat), each a first touch of memory it had not used (every run starts from an empty Redis)",
 	"Redis CPU per event: INFO commandstats, reset before each run; patch_index's figure is all EVALSHA/EVAL time, which includes the commands the script calls",
 	"commandstats* : commandstats count elapsed time, so on a busy host they include time redis-server was descheduled; when all commands together exceed the process's CPU time (INFO cpu), each is scaled down by that factor (shown as 'commandstats sum / Redis process CPU'); on a quiet host they are commandstats' own",
 	"latency: the producer publishes at half the measured median rate in 1 ms chunks, each led by a marker file; a poller checks every 1 ms (pipelined HEXISTS) when each marker appears in the index",

@@ -20,6 +20,7 @@ type e2eResult struct {
 	stats       cmdStats // Redis commandstats over the run
 	redisCPU    float64  // CPU microseconds redis-server used during the run
 	redisBusy   float64  // redisCPU over the run's wall time: the cores redis-server kept busy
+	redisFaults float64  // minor page faults redis-server took during the run
 	workerCPU   float64  // CPU microseconds the workers used during the run
 	selfCPU     float64  // CPU microseconds this process used: producer, progress polling, and an in-process NATS server
 	serverCPU   float64  // CPU microseconds the stream's server used, when it runs in its own process
@@ -62,6 +63,10 @@ func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label st
 		return res, err
 	}
 	redisCPU0, err := e.redisCPUMicros(ctx)
+	if err != nil {
+		return res, err
+	}
+	redisFaults0, err := e.redisMinorFaults(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -142,6 +147,10 @@ func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label st
 	if err != nil {
 		return res, err
 	}
+	redisFaults1, err := e.redisMinorFaults(ctx)
+	if err != nil {
+		return res, err
+	}
 	workerCPU1, rss, err := ws.usage()
 	if err != nil {
 		return res, err
@@ -157,6 +166,7 @@ func (e *env) e2e(ctx context.Context, s stream, n, batch, workers int, label st
 	res.publishPerS = float64(n) / pubTook.Seconds()
 	res.redisCPU = redisCPU1 - redisCPU0
 	res.redisBusy = res.redisCPU / float64(took.Microseconds())
+	res.redisFaults = redisFaults1 - redisFaults0
 	res.serverCPU = serverCPU1 - serverCPU0
 	res.workerCPU = workerCPU1 - workerCPU0
 	res.selfCPU = selfCPU1 - selfCPU0
@@ -171,7 +181,7 @@ type e2eSeries struct {
 	perS, publishPerS, avgBatch, rssMB                 []float64
 	patchUs, patchRawUs, xaddUs, xreadgroupUs, xackUs  []float64
 	redisCPUUs, workerCPUUs, selfCPUUs, cmdstatOverCPU []float64
-	serverCPUUs, redisBusy                             []float64
+	serverCPUUs, redisBusy, redisFaults                []float64
 }
 
 // totalCPUUs is the CPU of every process per event, run by run: Redis,
@@ -210,6 +220,7 @@ func (e *env) repeatE2E(ctx context.Context, s stream, batch, workers int, what 
 		out.selfCPUUs = append(out.selfCPUUs, per(res.selfCPU))
 		out.serverCPUUs = append(out.serverCPUUs, per(res.serverCPU))
 		out.redisBusy = append(out.redisBusy, res.redisBusy)
+		out.redisFaults = append(out.redisFaults, res.redisFaults/float64(n))
 		out.cmdstatOverCPU = append(out.cmdstatOverCPU, st.total()/cpu)
 	}
 	return &out, nil

@@ -233,26 +233,52 @@ func (w *worker) stop() error {
 
 // processCPUMicros reads utime + stime of a process from /proc/<pid>/stat.
 func processCPUMicros(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStat(pid)
 	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
+		return 0, err
 	}
-	// The command name (field 2) may hold spaces; fields after ") " are plain.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("bench: unreadable /proc/<pid>/stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, errors.New("bench: short /proc/<pid>/stat")
-	}
-	utime, err1 := strconv.ParseFloat(f[11], 64) // field 14
-	stime, err2 := strconv.ParseFloat(f[12], 64) // field 15
+	utime, err1 := strconv.ParseFloat(f[14], 64)
+	stime, err2 := strconv.ParseFloat(f[15], 64)
 	if err := errors.Join(err1, err2); err != nil {
 		return 0, fmt.Errorf("bench: /proc/%d/stat: %w", pid, err)
 	}
 	return (utime + stime) * 1e6 / clockTicks, nil
+}
+
+// processMinorFaults reads the minor page faults a process took so far
+// (minflt) from /proc/<pid>/stat.
+func processMinorFaults(pid int) (float64, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseFloat(f[10], 64)
+	if err != nil {
+		return 0, fmt.Errorf("bench: /proc/%d/stat: %w", pid, err)
+	}
+	return v, nil
+}
+
+// procStat returns the fields of /proc/<pid>/stat numbered as in proc(5):
+// f[1] is the pid, f[2] the command name, and so on up to f[15] (stime)
+// at least; f[0] is empty.
+func procStat(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	// The command name (field 2) may hold spaces; fields after ") " are plain.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	j := strings.IndexByte(s, '(')
+	if i < 0 || j < 0 || j > i {
+		return nil, errors.New("bench: unreadable /proc/<pid>/stat")
+	}
+	f := append([]string{"", strings.TrimSpace(s[:j]), s[j+1 : i]}, strings.Fields(s[i+1:])...)
+	if len(f) < 16 {
+		return nil, errors.New("bench: short /proc/<pid>/stat")
+	}
+	return f, nil
 }
 
 // workers is a set of workers started together.
