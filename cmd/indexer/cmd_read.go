@@ -116,6 +116,7 @@ func setupQuery(fs *flag.FlagSet, a *app) func(context.Context, []string) error 
 		if err != nil {
 			return err
 		}
+		applyQueryGC()
 		x, c, err := ro.readIndex(ctx)
 		if err != nil {
 			return err

@@ -57,6 +57,23 @@ func (o *memoryOptions) apply(batchBytes int, log *slog.Logger) (string, error) 
 	return "GOGC=off, limit " + o.limit, nil
 }
 
+// queryGCPercent is the GOGC of 'indexer query'. A query streams every
+// HSCAN reply of the dates it reads (some 56 MB for a day of 100,000
+// files) through a live heap of a few pages, so at GOGC=100 the collector
+// runs every few MB and the heap it frees goes back to the OS only to be
+// faulted in again. Measured on two shared cores (100,000 files, output
+// piped, 8 interleaved runs): median 0.26 s against 0.31 s at GOGC=100,
+// for a peak resident set of about 33 MB instead of 27.
+const queryGCPercent = 300
+
+// applyQueryGC sets queryGCPercent, unless the environment sets GOGC or
+// GOMEMLIMIT (then Go's runtime already applied those).
+func applyQueryGC() {
+	if envSet("GOGC", "GOMEMLIMIT") == "" {
+		debug.SetGCPercent(queryGCPercent)
+	}
+}
+
 // envSet returns the first of names set in the environment, as NAME=value.
 func envSet(names ...string) string {
 	for _, n := range names {

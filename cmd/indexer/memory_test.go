@@ -60,3 +60,26 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryGC checks 'indexer query''s collector setting: GOGC=300, unless
+// the environment sets GOGC or GOMEMLIMIT.
+func TestQueryGC(t *testing.T) {
+	gcPercent := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(gcPercent) })
+	for _, name := range []string{"GOGC", "GOMEMLIMIT"} {
+		t.Setenv(name, "")
+		os.Unsetenv(name)
+	}
+	applyQueryGC()
+	if p := debug.SetGCPercent(100); p != queryGCPercent {
+		t.Errorf("GOGC %d, want %d", p, queryGCPercent)
+	}
+	for _, name := range []string{"GOGC", "GOMEMLIMIT"} {
+		t.Setenv(name, "1")
+		applyQueryGC()
+		if p := debug.SetGCPercent(100); p != 100 {
+			t.Errorf("%s set in the environment: GOGC changed to %d", name, p)
+		}
+		os.Unsetenv(name)
+	}
+}

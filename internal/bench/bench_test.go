@@ -70,7 +70,7 @@ func TestRunTiny(t *testing.T) {
 		"patch_us_per_event_1k_files", "patch_us_per_event_3k_files",
 		"ceiling_nats_process_transport_no_msgid_per_s", "ceiling_nats_process_transport_async_per_s",
 		"nats_async_e2e_events_per_s", "nats_async_server_cpu_us_per_event", "nats_async_e2e_over_transport",
-		"redis_thp_e2e_events_per_s", "redis_thp_cpu_us_per_event", "redis_page_faults_per_event", "nats_page_faults_per_event",
+		"redis_page_faults_per_event", "nats_page_faults_per_event",
 	}, bench.Headline...)
 	for _, k := range keys {
 		v, ok := doc[k].(float64)

@@ -266,53 +266,6 @@ func (e *env) redisCPUMicros(ctx context.Context) (float64, error) {
 	return total, nil
 }
 
-// redisHugePagesEnv makes redis-server's jemalloc back its heap with
-// transparent huge pages (2 MiB) where the kernel allows them
-// (/sys/kernel/mm/transparent_hugepage/enabled: madvise or always): far
-// fewer page faults as Redis's memory grows. The system's jemalloc reads
-// MALLOC_CONF; Debian's redis-server links it (a redis-server built with
-// Redis's own jemalloc ignores it, which anonHugePagesMB shows as 0).
-var redisHugePagesEnv = []string{"MALLOC_CONF=thp:always,metadata_thp:always"}
-
-// withRedis runs fn with a second redis-server, started with the extra
-// environment env, in the bench's place: e.nodes is that server while fn
-// runs, and fn gets its Redis stream. The server is stopped afterwards.
-func (e *env) withRedis(ctx context.Context, env []string, fn func(*testserver.RedisServer, *redisStream) (*e2eSeries, error)) (*e2eSeries, error) {
-	dir, err := os.MkdirTemp(e.dir, "redis-")
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	srv, err := testserver.StartRedis(ctx, testserver.RedisConfig{Dir: dir, Binary: e.cfg.RedisServer, Env: env})
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	defer srv.Stop()
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer c.Close()
-	e.nodes = []*redis.Client{c}
-	defer func() { e.nodes = []*redis.Client{e.rc} }()
-	return fn(srv, newRedisStream(c, srv.URL()))
-}
-
-// anonHugePagesMB returns how much of a process's memory is in
-// transparent huge pages (AnonHugePages of /proc/<pid>/smaps_rollup), MB.
-func anonHugePagesMB(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "AnonHugePages:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				return 0, fmt.Errorf("bench: /proc/%d/smaps_rollup: %q", pid, line)
-			}
-			return kb / 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("bench: no AnonHugePages in /proc/%d/smaps_rollup", pid)
-}
-
 // redisMinorFaults returns the minor page faults the redis-server nodes
 // took so far, from /proc/<pid>/stat of each node's process_id (INFO
 // server): the bench's servers run on this machine. A first touch of a

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/streamindex/indexer/internal/testserver"
 )
 
 // Sections of the report, in table order.
@@ -16,7 +14,6 @@ const (
 	secRedis     = "redis e2e"
 	secNATS      = "nats e2e"
 	secNATSAsync = "nats e2e, no Nats-Msg-Id, async persistence"
-	secRedisTHP  = "redis e2e, Redis heap on huge pages"
 	secLatency   = "latency"
 	secBatch     = "batch size"
 	secWorkers   = "workers"
@@ -104,7 +101,6 @@ type e2eFigures struct {
 	patchKey, rssKey string  // the keys of the figures
 	target           *Target // of events/s
 	redisCPUTarget   *Target // of Redis CPU in all per event
-	busyTarget       *Target // of the cores redis-server kept busy
 	workerTarget     *Target // of worker CPU per event
 	producerTarget   *Target // of the bench process's CPU per event
 	streamCommands   bool    // report XADD, XREADGROUP and XACK, and the cores Redis kept busy
@@ -117,10 +113,10 @@ func (e *env) e2ePart(ctx context.Context, rs *redisStream, np natsProcStream) e
 		s stream
 		f e2eFigures
 	}{
-		{rs, e2eFigures{secRedis, "redis_", "patch_us_per_event", "worker_rss_mb", targetRedisE2E, targetRedisCPU, targetRedisBusy, targetWorkerRedis, targetProducer, true}},
-		{np, e2eFigures{secNATS, "nats_", "nats_patch_us_per_event", "nats_worker_rss_mb", nil, nil, nil, targetWorkerNATS, nil, false}},
+		{rs, e2eFigures{secRedis, "redis_", "patch_us_per_event", "worker_rss_mb", targetRedisE2E, targetRedisCPU, targetWorkerRedis, targetProducer, true}},
+		{np, e2eFigures{secNATS, "nats_", "nats_patch_us_per_event", "nats_worker_rss_mb", nil, nil, targetWorkerNATS, nil, false}},
 		// The opt-in settings: no Nats-Msg-Id, asynchronous persistence.
-		{natsProcStream{np.cheaper(true), np.pid}, e2eFigures{secNATSAsync, "nats_async_", "nats_async_patch_us_per_event", "nats_async_worker_rss_mb", nil, nil, nil, nil, nil, false}},
+		{natsProcStream{np.cheaper(true), np.pid}, e2eFigures{secNATSAsync, "nats_async_", "nats_async_patch_us_per_event", "nats_async_worker_rss_mb", nil, nil, nil, nil, false}},
 	}
 	b := e.cfg.BatchSize
 	for _, run := range runs {
@@ -134,32 +130,6 @@ func (e *env) e2ePart(ctx context.Context, rs *redisStream, np natsProcStream) e
 		}
 		e.addE2E(run.f, ser)
 	}
-	return e.redisHugePagesRun(ctx)
-}
-
-// redisHugePagesRun measures Redis Streams end to end as redisE2E does,
-// on a second redis-server whose allocator backs its heap with transparent
-// huge pages (redisHugePagesEnv): the opt-in Redis setting. Every run
-// starts from an empty Redis, so each page of what Redis stores is new to
-// it; the figure shows what those page faults cost here.
-func (e *env) redisHugePagesRun(ctx context.Context) error {
-	b := e.cfg.BatchSize
-	e.phase("%s: producer + 1 worker, batch %d, %s events", secRedisTHP, b, formatNumber(float64(e.cfg.Events)))
-	var hugeMB []float64
-	ser, err := e.withRedis(ctx, redisHugePagesEnv, func(srv *testserver.RedisServer, rs *redisStream) (*e2eSeries, error) {
-		ser, err := e.repeatE2E(ctx, rs, b, 1, secRedisTHP)
-		if err != nil {
-			return nil, err
-		}
-		mb, err := anonHugePagesMB(srv.PID())
-		hugeMB = []float64{mb}
-		return ser, err
-	})
-	if err != nil {
-		return err
-	}
-	e.addE2E(e2eFigures{secRedisTHP, "redis_thp_", "redis_thp_patch_us_per_event", "redis_thp_worker_rss_mb", nil, nil, nil, nil, nil, true}, ser)
-	e.rep.add(secRedisTHP, "redis_thp_anon_huge_pages_mb", "redis-server memory in huge pages after the runs (0: the setting had no effect)", "MB", hugeMB, nil)
 	return nil
 }
 
@@ -180,7 +150,7 @@ func (e *env) addE2E(f e2eFigures, ser *e2eSeries) {
 	r.add(sec, p+"cpu_us_per_event", "Redis CPU in all (process user+sys)", "µs/event", ser.redisCPUUs, f.redisCPUTarget)
 	r.add(sec, p+"page_faults_per_event", "Redis minor page faults (memory it touched first)", "faults/event", ser.redisFaults, nil)
 	if f.streamCommands {
-		r.add(sec, p+"cores_busy_e2e", "cores redis-server kept busy (its CPU / wall time)", "cores", ser.redisBusy, f.busyTarget)
+		r.add(sec, "redis_cores_busy_e2e", "cores redis-server kept busy (its CPU / wall time)", "cores", ser.redisBusy, targetRedisBusy)
 	}
 	r.add(sec, p+"worker_cpu_us_per_event", "worker CPU (process user+sys)", "µs/event", ser.workerCPUUs, f.workerTarget)
 	r.add(sec, p+"bench_cpu_us_per_event", "producer CPU (the bench process, with its progress polling)", "µs/event", ser.selfCPUUs, f.producerTarget)

@@ -58,9 +58,6 @@ type RedisConfig struct {
 	Args []string
 	// Binary is the redis-server executable. Default: "redis-server" from PATH.
 	Binary string
-	// Env holds extra "KEY=value" environment variables for redis-server,
-	// added to this process's (e.g. MALLOC_CONF for its allocator).
-	Env []string
 	// Password, when set, is required of clients (requirepass); the
 	// readiness check authenticates with it. Default: none.
 	Password string
@@ -96,7 +93,6 @@ func StartRedis(ctx context.Context, cfg RedisConfig) (*RedisServer, error) {
 	}
 	cfg.Binary = bin
 	cfg.Args = append([]string(nil), cfg.Args...)
-	cfg.Env = append([]string(nil), cfg.Env...)
 	s := &RedisServer{cfg: cfg}
 	if cfg.Dir == "" {
 		if s.cfg.Dir, err = os.MkdirTemp("", "testserver-redis-"); err != nil {
@@ -268,9 +264,6 @@ func (s *RedisServer) start(ctx context.Context) error {
 		args = append(args, "--requirepass", c.Password)
 	}
 	cmd := exec.Command(c.Binary, append(args, c.Args...)...)
-	if len(c.Env) > 0 {
-		cmd.Env = append(os.Environ(), c.Env...)
-	}
 	s.out = new(bytes.Buffer)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	cmd.SysProcAttr = sysProcAttr()

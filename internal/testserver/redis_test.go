@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,44 +213,4 @@ func TestRedisMissingBinaryIsFatal(t *testing.T) {
 	if !strings.Contains(f.msg, "sudo apt-get install -y redis-server") || !strings.Contains(f.msg, "never skip") {
 		t.Errorf("fatal message %q does not say how to install redis-server", f.msg)
 	}
-}
-
-// TestRedisEnv checks that Env reaches the redis-server process, on top
-// of this process's environment, and again after a restart: Binary is a
-// script that writes its environment to a file, then runs redis-server.
-func TestRedisEnv(t *testing.T) {
-	real, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	envFile := filepath.Join(dir, "env.txt")
-	script := filepath.Join(dir, "redis-server-env")
-	body := fmt.Sprintf("#!/bin/sh\nenv >%q\nexec %q \"$@\"\n", envFile, real)
-	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	s := Redis(t, RedisConfig{Binary: script, Env: []string{"INDEXER_TESTSERVER_ENV=sentinel-value"}})
-	check := func(when string) {
-		t.Helper()
-		b, err := os.ReadFile(envFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env := strings.Split(string(b), "\n")
-		if !slices.Contains(env, "INDEXER_TESTSERVER_ENV=sentinel-value") {
-			t.Errorf("%s: redis-server's environment lacks INDEXER_TESTSERVER_ENV=sentinel-value:\n%s", when, b)
-		}
-		if home := os.Getenv("HOME"); home != "" && !slices.Contains(env, "HOME="+home) {
-			t.Errorf("%s: redis-server's environment lacks this process's HOME:\n%s", when, b)
-		}
-	}
-	check("start")
-	if err := os.Remove(envFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Restart(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	check("restart")
 }
