@@ -196,34 +196,41 @@ func (s *e2eSeries) totalCPUUs() []float64 {
 
 // repeatE2E runs e2e Repeats times.
 func (e *env) repeatE2E(ctx context.Context, s stream, batch, workers int, what string) (*e2eSeries, error) {
-	n := e.cfg.Events
 	var out e2eSeries
 	for r := 1; r <= e.cfg.Repeats; r++ {
-		label := fmt.Sprintf("%s %d/%d", what, r, e.cfg.Repeats)
-		res, err := e.e2e(ctx, s, n, batch, workers, label)
-		if err != nil {
+		if err := e.addRun(ctx, &out, s, batch, workers, fmt.Sprintf("%s %d/%d", what, r, e.cfg.Repeats)); err != nil {
 			return nil, err
 		}
-		st, cpu := res.stats, res.redisCPU
-		per := func(usec float64) float64 { return usec / float64(n) }
-		out.perS = append(out.perS, res.perS)
-		out.publishPerS = append(out.publishPerS, res.publishPerS)
-		out.avgBatch = append(out.avgBatch, res.avgBatch)
-		out.rssMB = append(out.rssMB, res.rssMB)
-		out.patchUs = append(out.patchUs, st.perEvent(cpu, n, "evalsha", "eval"))
-		out.patchRawUs = append(out.patchRawUs, per(st.scriptUsec()))
-		out.xaddUs = append(out.xaddUs, st.perEvent(cpu, n, "xadd"))
-		out.xreadgroupUs = append(out.xreadgroupUs, st.perEvent(cpu, n, "xreadgroup"))
-		out.xackUs = append(out.xackUs, st.perEvent(cpu, n, "xack"))
-		out.redisCPUUs = append(out.redisCPUUs, per(cpu))
-		out.workerCPUUs = append(out.workerCPUUs, per(res.workerCPU))
-		out.selfCPUUs = append(out.selfCPUUs, per(res.selfCPU))
-		out.serverCPUUs = append(out.serverCPUUs, per(res.serverCPU))
-		out.redisBusy = append(out.redisBusy, res.redisBusy)
-		out.redisFaults = append(out.redisFaults, res.redisFaults/float64(n))
-		out.cmdstatOverCPU = append(out.cmdstatOverCPU, st.total()/cpu)
 	}
 	return &out, nil
+}
+
+// addRun runs e2e once with Events events and adds its figures to out.
+func (e *env) addRun(ctx context.Context, out *e2eSeries, s stream, batch, workers int, label string) error {
+	n := e.cfg.Events
+	res, err := e.e2e(ctx, s, n, batch, workers, label)
+	if err != nil {
+		return err
+	}
+	st, cpu := res.stats, res.redisCPU
+	per := func(usec float64) float64 { return usec / float64(n) }
+	out.perS = append(out.perS, res.perS)
+	out.publishPerS = append(out.publishPerS, res.publishPerS)
+	out.avgBatch = append(out.avgBatch, res.avgBatch)
+	out.rssMB = append(out.rssMB, res.rssMB)
+	out.patchUs = append(out.patchUs, st.perEvent(cpu, n, "evalsha", "eval"))
+	out.patchRawUs = append(out.patchRawUs, per(st.scriptUsec()))
+	out.xaddUs = append(out.xaddUs, st.perEvent(cpu, n, "xadd"))
+	out.xreadgroupUs = append(out.xreadgroupUs, st.perEvent(cpu, n, "xreadgroup"))
+	out.xackUs = append(out.xackUs, st.perEvent(cpu, n, "xack"))
+	out.redisCPUUs = append(out.redisCPUUs, per(cpu))
+	out.workerCPUUs = append(out.workerCPUUs, per(res.workerCPU))
+	out.selfCPUUs = append(out.selfCPUUs, per(res.selfCPU))
+	out.serverCPUUs = append(out.serverCPUUs, per(res.serverCPU))
+	out.redisBusy = append(out.redisBusy, res.redisBusy)
+	out.redisFaults = append(out.redisFaults, res.redisFaults/float64(n))
+	out.cmdstatOverCPU = append(out.cmdstatOverCPU, st.total()/cpu)
+	return nil
 }
 
 // serverCPUMicros returns the CPU time the stream's server process used
