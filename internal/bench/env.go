@@ -251,19 +251,7 @@ func (out cmdStats) add(info string) {
 // nodes used so far, from INFO cpu (getrusage, in microseconds: finer
 // than the clock ticks of /proc/<pid>/stat).
 func (e *env) redisCPUMicros(ctx context.Context) (float64, error) {
-	var total float64
-	for _, n := range e.nodes {
-		info, err := n.Info(ctx, "cpu").Result()
-		if err != nil {
-			return 0, fmt.Errorf("bench: INFO cpu: %w", err)
-		}
-		t, err := cpuMicros(info)
-		if err != nil {
-			return 0, err
-		}
-		total += t
-	}
-	return total, nil
+	return e.sumNodes(ctx, "cpu", cpuMicros)
 }
 
 // redisMinorFaults returns the minor page faults the redis-server nodes
@@ -271,26 +259,32 @@ func (e *env) redisCPUMicros(ctx context.Context) (float64, error) {
 // server): the bench's servers run on this machine. A first touch of a
 // page the process never used is one; Redis storing more data takes them.
 func (e *env) redisMinorFaults(ctx context.Context) (float64, error) {
-	var total float64
-	for _, n := range e.nodes {
-		info, err := n.Info(ctx, "server").Result()
-		if err != nil {
-			return 0, fmt.Errorf("bench: INFO server: %w", err)
-		}
-		pid := 0
+	return e.sumNodes(ctx, "server", func(info string) (float64, error) {
 		for _, line := range strings.Split(info, "\n") {
 			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-				pid, _ = strconv.Atoi(v)
+				if pid, err := strconv.Atoi(v); err == nil && pid > 0 {
+					return processMinorFaults(pid)
+				}
 			}
 		}
-		if pid <= 0 {
-			return 0, errors.New("bench: INFO server lacks process_id")
+		return 0, errors.New("bench: INFO server lacks process_id")
+	})
+}
+
+// sumNodes sums, over the redis-server nodes, what read makes of each
+// node's INFO section.
+func (e *env) sumNodes(ctx context.Context, section string, read func(info string) (float64, error)) (float64, error) {
+	var total float64
+	for _, n := range e.nodes {
+		info, err := n.Info(ctx, section).Result()
+		if err != nil {
+			return 0, fmt.Errorf("bench: INFO %s: %w", section, err)
 		}
-		f, err := processMinorFaults(pid)
+		v, err := read(info)
 		if err != nil {
 			return 0, err
 		}
-		total += f
+		total += v
 	}
 	return total, nil
 }
