@@ -42,7 +42,7 @@ type env struct {
 	pool     *pool
 	rep      *Report
 	// redisE2E is the headline Redis run (batch BatchSize, one worker),
-	// which the scaling parts reuse.
+	// which the batch-size part reuses for its BatchSize row.
 	redisE2E *e2eSeries
 }
 
