@@ -118,7 +118,7 @@ func (p *Proxy) cut() int {
 	p.mu.Unlock()
 	n := 0
 	for _, c := range cs {
-		if c.reset() {
+		if c.reset(nil) {
 			n++
 		}
 	}
@@ -194,7 +194,9 @@ type proxyConn struct {
 }
 
 // reset closes both sides with RST, once; it reports whether it did.
-func (c *proxyConn) reset() bool {
+// When it does and count is not nil, it adds one to count first, so that
+// a peer that sees the reset finds it counted in Stats.
+func (c *proxyConn) reset(count *atomic.Int64) bool {
 	c.mu.Lock()
 	if c.done {
 		c.mu.Unlock()
@@ -202,6 +204,9 @@ func (c *proxyConn) reset() bool {
 	}
 	c.done = true
 	c.mu.Unlock()
+	if count != nil {
+		count.Add(1)
+	}
 	abort(c.client)
 	abort(c.server)
 	c.p.mu.Lock()
@@ -214,7 +219,7 @@ func (c *proxyConn) reset() bool {
 // whether src is the client.
 func (c *proxyConn) pipe(src, dst net.Conn, up bool) {
 	defer c.p.wg.Done()
-	defer c.reset()
+	defer c.reset(nil)
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
@@ -247,17 +252,13 @@ func (c *proxyConn) pipe(src, dst net.Conn, up bool) {
 			c.mu.Unlock()
 			switch {
 			case drop:
-				if c.reset() {
-					c.p.dropped.Add(1)
-				}
+				c.reset(&c.p.dropped)
 				return
 			case cut:
 				// Forward part of the chunk, then reset: the peer gets a
 				// truncated request or reply.
 				dst.Write(buf[:n/2])
-				if c.reset() {
-					c.p.resets.Add(1)
-				}
+				c.reset(&c.p.resets)
 				return
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
