@@ -61,7 +61,7 @@ func TestMemoryLimit(t *testing.T) {
 	}
 }
 
-// TestQueryGC checks 'indexer query''s collector setting: GOGC=300, unless
+// TestQueryGC checks the collector setting of 'indexer query': GOGC=300, unless
 // the environment sets GOGC or GOMEMLIMIT.
 func TestQueryGC(t *testing.T) {
 	gcPercent := debug.SetGCPercent(100)
