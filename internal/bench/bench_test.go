@@ -66,7 +66,8 @@ func TestRunTiny(t *testing.T) {
 	}
 	keys := append([]string{
 		"ceiling_redis_transport_per_s", "ceiling_nats_transport_per_s", "nats_p99_latency_ms", "nats_server_cpu_us_per_event",
-		"redis_e2e_batch_100_events_per_s", "redis_e2e_workers_2_events_per_s",
+		"redis_e2e_batch_100_events_per_s", "redis_e2e_workers_1_events_per_s", "redis_e2e_workers_2_events_per_s",
+		"redis_e2e_workers_2_worker_cpu_us_per_event", "redis_e2e_workers_2_avg_batch",
 		"patch_us_per_event_1k_files", "patch_us_per_event_3k_files",
 		"ceiling_nats_process_transport_no_msgid_per_s", "ceiling_nats_process_transport_async_per_s",
 		"nats_async_e2e_events_per_s", "nats_async_server_cpu_us_per_event", "nats_async_e2e_over_transport",
